@@ -1,0 +1,117 @@
+/**
+ * The proxy's configuration: one typed object, defaults in one place.
+ * Durations are milliseconds, sizes bytes. The same keys are accepted in the
+ * config file (YAML or JSON), as environment variables NIX_REAPI_PROXY_<KEY>
+ * (upper snake case, nested keys joined with '_') and as --kebab-case flags.
+ */
+export interface Config {
+  /** host:port the proxy listens on. */
+  listen: string;
+  /** grpc://host:port or grpcs://host:port of the REAPI server the proxy fronts. */
+  upstream: string;
+  upstreamTls: {
+    /** PEM file with the CA that signs the upstream's certificate (grpcs://). */
+    ca?: string;
+    /** PEM client certificate and key for mTLS to the upstream. */
+    cert?: string;
+    key?: string;
+    /** TLS server name to verify instead of the upstream URL's host. */
+    serverName?: string;
+  };
+  /** Listener TLS; plaintext when cert and key are unset. */
+  tls: {
+    cert?: string;
+    key?: string;
+    /** When set, clients must present a certificate signed by this CA (mTLS). */
+    clientCa?: string;
+  };
+  /** Largest gRPC message the proxy accepts from a client; also caps advertised max_batch_total_size_bytes. */
+  maxMessageBytes: number;
+  /** HTTP/2 connections kept to the upstream. */
+  upstreamConnections: number;
+  /** How long connecting to the upstream may take before a call fails UNAVAILABLE. */
+  connectTimeoutMs: number;
+  keepalive: {
+    /** Interval between HTTP/2 PINGs on idle connections (0 = off). */
+    timeMs: number;
+    /** A PING unanswered this long closes the connection. */
+    timeoutMs: number;
+  };
+  /** On SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled. */
+  shutdownGraceMs: number;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** host:port for the Prometheus /metrics endpoint; unset = off. */
+  metricsListen?: string;
+
+  /** Nix store URL the executors see (chroot path, local, daemon, ssh-ng://host, ssh://host). Unset = pure pass-through. */
+  sharedStore?: string;
+  /** Where missing paths are realised from, in order: 'local', file://, http(s)://, ssh(-ng):// URLs. */
+  substituters: string[];
+  trustedPublicKeys: string[];
+  /** When false, unsigned paths are accepted from substituters (--no-require-sigs). */
+  requireSigs: boolean;
+  /** Directory where executors see the store (e.g. an NFS mount); when set, wait until each path appears there. */
+  visibleAt?: string;
+  visibleTimeoutMs: number;
+  /** Interval between QUEUED Operations sent to the client while an Execute is being prepared. */
+  progressIntervalMs: number;
+  /** Directory holding the nix, nix-store binaries; unset = found on PATH. */
+  nixBinDir?: string;
+
+  limits: {
+    storePathsPerAction: number;
+    treeNodes: number;
+    treeDepth: number;
+    /** Files larger than this are not scanned for store paths. */
+    scanFileBytes: number;
+    /** Total bytes of file contents scanned per Execute. */
+    scanTotalBytes: number;
+    /** Whole preparation of one Execute (tree walk, check, realise). */
+    prepareTimeoutMs: number;
+    /** One Nix process. */
+    nixCommandTimeoutMs: number;
+    /** Realisations running at once (across all stores). */
+    concurrentRealisations: number;
+    /** Retries of a failed write into the shared store. */
+    realiseRetries: number;
+  };
+  cache: {
+    /** Entries in the digest -> store paths memo (directories and files). */
+    memoEntries: number;
+    /** How long a path known valid is trusted without asking the store. */
+    validityTtlMs: number;
+  };
+}
+
+export const DEFAULTS: Config = {
+  listen: '127.0.0.1:8980',
+  upstream: 'grpc://127.0.0.1:8981',
+  upstreamTls: {},
+  tls: {},
+  maxMessageBytes: 4 * 1024 * 1024,
+  upstreamConnections: 2,
+  connectTimeoutMs: 5_000,
+  keepalive: { timeMs: 30_000, timeoutMs: 10_000 },
+  shutdownGraceMs: 30_000,
+  logLevel: 'info',
+  substituters: [],
+  trustedPublicKeys: [],
+  requireSigs: true,
+  visibleTimeoutMs: 60_000,
+  progressIntervalMs: 10_000,
+  limits: {
+    storePathsPerAction: 10_000,
+    treeNodes: 1_000_000,
+    treeDepth: 256,
+    scanFileBytes: 1024 * 1024,
+    scanTotalBytes: 256 * 1024 * 1024,
+    prepareTimeoutMs: 30 * 60_000,
+    nixCommandTimeoutMs: 10 * 60_000,
+    concurrentRealisations: 4,
+    realiseRetries: 3,
+  },
+  cache: {
+    memoEntries: 200_000,
+    validityTtlMs: 5 * 60_000,
+  },
+};
