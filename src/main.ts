@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config/config';
+import { UpstreamPool } from './passthrough/upstream-pool';
+import { parseUpstreamUrl } from './passthrough/upstream-target';
+import { Http2UpstreamCaller } from './passthrough/http2-upstream-caller';
+import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
+import { HealthService } from './server/health-service';
+import { ProxyServer } from './server/proxy-server';
+import type { UpstreamCaller } from './passthrough/upstream-caller';
+
+/** Services whose health the proxy reports; it serves every one of them (itself or by forwarding). */
+const SERVED_SERVICES = new Set([
+  'build.bazel.remote.execution.v2.Execution',
+  'build.bazel.remote.execution.v2.ActionCache',
+  'build.bazel.remote.execution.v2.ContentAddressableStorage',
+  'build.bazel.remote.execution.v2.Capabilities',
+  'google.bytestream.ByteStream',
+  'google.longrunning.Operations',
+  'build.bazel.remote.asset.v1.Fetch',
+  'build.bazel.remote.asset.v1.Push',
+]);
+
+export interface RunningProxy {
+  address: AddressInfo;
+  /** host:port clients connect to. */
+  endpoint: string;
+  /** Graceful shutdown: NOT_SERVING, stop accepting, drain, then drop after `graceMs`. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface ProxyExtras {
+  /** Builds the Nix-aware Execute service; called only when a shared store is configured. */
+  executeService?: (deps: { config: Config; upstream: UpstreamCaller; logger: Logger }) => ExecuteService;
+  observer?: CallObserver;
+}
+
+/** The composition root: turns a validated Config into running objects. The only place concrete classes meet. */
+export async function startProxy(config: Config, logger: Logger, extras: ProxyExtras = {}): Promise<RunningProxy> {
+  const target = parseUpstreamUrl(config.upstream);
+  const read = (file: string | undefined): Buffer | undefined => (file ? readFileSync(file) : undefined);
+  const pool = new UpstreamPool(
+    target,
+    {
+      connections: config.upstreamConnections,
+      connectTimeoutMs: config.connectTimeoutMs,
+      keepaliveTimeMs: config.keepalive.timeMs,
+      keepaliveTimeoutMs: config.keepalive.timeoutMs,
+      tls: {
+        ca: read(config.upstreamTls.ca),
+        cert: read(config.upstreamTls.cert),
+        key: read(config.upstreamTls.key),
+        serverName: config.upstreamTls.serverName,
+      },
+    },
+    logger,
+  );
+  const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
+  const execute = config.sharedStore && extras.executeService
+    ? extras.executeService({ config, upstream, logger })
+    : undefined;
+  const health = new HealthService(SERVED_SERVICES);
+  const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer: extras.observer });
+  const { host, port } = splitHostPort(config.listen);
+  const server = new ProxyServer(
+    {
+      host,
+      port,
+      tls: config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa } : undefined,
+      keepaliveTimeMs: config.keepalive.timeMs,
+      keepaliveTimeoutMs: config.keepalive.timeoutMs,
+    },
+    router,
+    logger,
+  );
+  const address = await server.listen();
+  const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info({ listen: endpoint, upstream: target.url, nix: Boolean(execute) }, 'listening');
+  return {
+    address,
+    endpoint,
+    async close(graceMs = config.shutdownGraceMs) {
+      health.setNotServing();
+      await server.close(graceMs);
+      pool.close();
+    },
+  };
+}
+
+export function splitHostPort(listen: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
+  if (!m) throw new Error(`listen address '${listen}' is not host:port`);
+  return { host: m[1]!, port: Number(m[2]) };
+}

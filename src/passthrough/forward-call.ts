@@ -1,0 +1,139 @@
+import type { ServerHttp2Stream } from 'node:http2';
+import { FRAME_HEADER_BYTES, encodeFrame } from '../reapi/grpc-frame';
+import { FrameSizeGuard } from '../reapi/frame-size-guard';
+import { Code } from '../reapi/grpc-status';
+import { endWithStatus } from '../server/grpc-respond';
+import { UpstreamExchange, type HeaderMap } from './upstream-exchange';
+import type { UpstreamPool } from './upstream-pool';
+
+export interface IncomingCall {
+  stream: ServerHttp2Stream;
+  path: string;
+  metadata: Record<string, string | string[]>;
+  deadline: number | undefined;
+}
+
+export interface ForwardOptions {
+  maxMessageBytes: number;
+  /**
+   * For unary calls whose single response message the proxy must adjust
+   * (Capabilities): gets the plain message, returns the message to send.
+   * Compressed responses are forwarded unchanged.
+   */
+  rewriteUnaryResponse?: (message: Buffer) => Buffer;
+}
+
+/**
+ * Forwards one call to the upstream as bytes: request and response bodies are
+ * piped chunk by chunk (never decoded), headers and trailers are copied field by
+ * field, the deadline is carried as grpc-timeout, a client that goes away cancels
+ * the upstream call, and each side's flow control pauses the other
+ * (backpressure), so memory stays bounded whatever the blob size.
+ * Resolves with the gRPC status code the client was given.
+ */
+export function forwardCall(call: IncomingCall, pool: UpstreamPool, options: ForwardOptions): Promise<number> {
+  return new Promise((resolve) => {
+    const { stream } = call;
+    let settled = false;
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    const settle = (code: number): void => {
+      if (settled) return;
+      settled = true;
+      if (deadlineTimer) clearTimeout(deadlineTimer);
+      resolve(code);
+    };
+    const answer = (code: number, message: string): void => {
+      endWithStatus(stream, { code: code as never, message });
+      settle(code);
+    };
+
+    const rewrite = options.rewriteUnaryResponse;
+    let held: Buffer[] | undefined = rewrite ? [] : undefined;
+    let heldBytes = 0;
+
+    const exchange = new UpstreamExchange(pool, call.path, call.metadata, call.deadline, {
+      response(status, headers, trailersOnly) {
+        if (stream.destroyed || stream.closed) return;
+        stream.respond({ ...headers, ':status': status }, (trailersOnly ? { endStream: true, sendDate: false } : { waitForTrailers: true, sendDate: false }) as never);
+        if (trailersOnly) settle(Number(headers['grpc-status'] ?? Code.UNKNOWN));
+      },
+      data(chunk) {
+        if (stream.destroyed || stream.closed) return true;
+        if (held) {
+          heldBytes += chunk.length;
+          if (heldBytes > options.maxMessageBytes + FRAME_HEADER_BYTES) {
+            // Too large to adjust: stop holding and pass what we have through.
+            for (const c of held) stream.write(c);
+            held = undefined;
+          } else {
+            held.push(chunk);
+            return true;
+          }
+        }
+        const ok = stream.write(chunk);
+        if (!ok) stream.once('drain', () => exchange.resume());
+        return ok;
+      },
+      end(trailers: HeaderMap) {
+        if (stream.destroyed || stream.closed) return settle(Code.CANCELLED);
+        if (held) {
+          const body = Buffer.concat(held);
+          held = undefined;
+          stream.write(rewriteBody(body, rewrite!));
+        }
+        stream.once('wantTrailers', () => {
+          if (!stream.destroyed) stream.sendTrailers(trailers);
+        });
+        stream.end();
+        settle(Number(trailers['grpc-status'] ?? Code.UNKNOWN));
+      },
+      fail(code, message) {
+        answer(code, message);
+      },
+    });
+
+    const guard = new FrameSizeGuard(options.maxMessageBytes);
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      const tooBig = guard.check(chunk);
+      if (tooBig >= 0) {
+        exchange.cancel();
+        answer(
+          Code.RESOURCE_EXHAUSTED,
+          `request message of ${tooBig} bytes exceeds the proxy's limit of ${options.maxMessageBytes} bytes (max_message_bytes); lower the client's batch size or raise the limit`,
+        );
+        return;
+      }
+      if (!exchange.write(chunk)) {
+        stream.pause();
+        exchange.onDrain(() => stream.resume());
+      }
+    });
+    stream.on('end', () => exchange.end());
+    stream.on('error', () => {});
+    stream.on('close', () => {
+      if (!settled) {
+        exchange.cancel();
+        settle(Code.CANCELLED);
+      }
+    });
+    if (call.deadline !== undefined) {
+      deadlineTimer = setTimeout(() => {
+        if (settled) return;
+        exchange.cancel();
+        answer(Code.DEADLINE_EXCEEDED, `deadline exceeded while waiting for upstream ${pool.target.url}`);
+      }, Math.max(0, call.deadline - Date.now()));
+    }
+  });
+}
+
+function rewriteBody(body: Buffer, rewrite: (message: Buffer) => Buffer): Buffer {
+  if (body.length < FRAME_HEADER_BYTES || body[0] !== 0) return body;
+  const length = body.readUInt32BE(1);
+  if (body.length !== FRAME_HEADER_BYTES + length) return body;
+  try {
+    return encodeFrame(rewrite(body.subarray(FRAME_HEADER_BYTES)));
+  } catch {
+    return body;
+  }
+}

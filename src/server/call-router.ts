@@ -1,0 +1,104 @@
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Logger } from 'pino';
+import { toProxyError } from '../errors';
+import { Code, codeName } from '../reapi/grpc-status';
+import { clampMaxBatchSize } from '../passthrough/capabilities-clamp';
+import { forwardCall } from '../passthrough/forward-call';
+import { headersFromRaw, metadataFromHeaders, parseGrpcTimeout } from '../passthrough/headers';
+import type { UpstreamPool } from '../passthrough/upstream-pool';
+import { endWithStatus } from './grpc-respond';
+import { HEALTH_CHECK, HEALTH_WATCH, type HealthService } from './health-service';
+import { Http2ServerCall } from './http2-server-call';
+import type { ServerCall } from './server-call';
+
+export const EXECUTE = '/build.bazel.remote.execution.v2.Execution/Execute';
+export const WAIT_EXECUTION = '/build.bazel.remote.execution.v2.Execution/WaitExecution';
+export const GET_CAPABILITIES = '/build.bazel.remote.execution.v2.Capabilities/GetCapabilities';
+
+/** The Nix-aware handlers; absent when no shared store is configured (pure pass-through). */
+export interface ExecuteService {
+  execute(call: ServerCall): Promise<void>;
+  waitExecution(call: ServerCall): Promise<void>;
+}
+
+export interface CallObserver {
+  /** Called once per finished call. */
+  callDone(path: string, code: number, durationMs: number): void;
+}
+
+export interface RouterDeps {
+  pool: UpstreamPool;
+  health: HealthService;
+  execute?: ExecuteService;
+  maxMessageBytes: number;
+  logger: Logger;
+  observer?: CallObserver;
+}
+
+/**
+ * Decides who answers each incoming call: Health and (with a shared store)
+ * Execute/WaitExecution are answered here; Capabilities is forwarded with its
+ * batch limit clamped; everything else, known or not, is forwarded as bytes.
+ */
+export class CallRouter {
+  private readonly clamp: (m: Buffer) => Buffer;
+
+  constructor(private readonly deps: RouterDeps) {
+    this.clamp = (m) => clampMaxBatchSize(m, deps.maxMessageBytes);
+  }
+
+  route(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[] | undefined, peer: string): void {
+    const started = performance.now();
+    const path = String(headers[':path'] ?? '');
+    const metadata = rawHeaders ? headersFromRaw(rawHeaders) : metadataFromHeaders(headers);
+    const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    const done = (code: number): void => this.finished(path, code, started, peer);
+
+    if (headers[':method'] !== 'POST' || !String(headers['content-type'] ?? '').startsWith('application/grpc')) {
+      endWithStatus(stream, { code: Code.UNIMPLEMENTED, message: `not a gRPC call: ${headers[':method']} ${path}` });
+      return done(Code.UNIMPLEMENTED);
+    }
+    const { execute, health } = this.deps;
+    if (path === HEALTH_CHECK || path === HEALTH_WATCH) return this.answer(stream, path, metadata, deadline, peer, (c) => health.handle(c), done);
+    if (execute && path === EXECUTE) return this.answer(stream, path, metadata, deadline, peer, (c) => execute.execute(c), done);
+    if (execute && path === WAIT_EXECUTION) return this.answer(stream, path, metadata, deadline, peer, (c) => execute.waitExecution(c), done);
+
+    const options = path === GET_CAPABILITIES
+      ? { maxMessageBytes: this.deps.maxMessageBytes, rewriteUnaryResponse: this.clamp }
+      : { maxMessageBytes: this.deps.maxMessageBytes };
+    void forwardCall({ stream, path, metadata, deadline }, this.deps.pool, options).then(done);
+  }
+
+  private answer(
+    stream: ServerHttp2Stream,
+    path: string,
+    metadata: Record<string, string | string[]>,
+    deadline: number | undefined,
+    peer: string,
+    handler: (call: ServerCall) => Promise<void>,
+    done: (code: number) => void,
+  ): void {
+    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, this.deps.maxMessageBytes);
+    let code: number = Code.OK;
+    handler(call)
+      .catch((err: unknown) => {
+        const e = toProxyError(err, path);
+        code = e.code;
+        if (e.code === Code.INTERNAL) this.deps.logger.error({ err, path, peer }, 'call failed with an internal error');
+        else this.deps.logger.warn({ path, peer, code: codeName(e.code), reason: e.reason, msg: e.message }, 'call failed');
+        call.end({ code: e.code, message: e.message });
+      })
+      .finally(() => {
+        if (!call.ended) call.end({ code: Code.OK });
+        void call.whenDone().then(() => done(code));
+      });
+  }
+
+  private finished(path: string, code: number, started: number, peer: string): void {
+    const durationMs = performance.now() - started;
+    this.deps.observer?.callDone(path, code, durationMs);
+    const log = this.deps.logger;
+    if (log.isLevelEnabled('debug')) log.debug({ method: path, status: codeName(code), durationMs: Math.round(durationMs * 1000) / 1000, peer }, 'call');
+  }
+}
