@@ -110,10 +110,24 @@ if [[ ! -d /nix/store || ! -e /nix/var/nix/db/db.sqlite ]]; then
 fi
 
 # --- npm dependencies -------------------------------------------------------
-# node_modules/.package-lock.json is npm's record of what is installed; when the
-# lock file or package.json is newer, the tree is stale.
-hidden_lock=node_modules/.package-lock.json
-if [[ ! -e $hidden_lock || package-lock.json -nt $hidden_lock || package.json -nt $hidden_lock ]]; then
+# npm records what it installed in node_modules/.package-lock.json. The tree is
+# stale when a package the lock file requires (optional, platform-specific ones
+# aside) is missing or has another version there. Content, not mtimes: an edit
+# to package.json's scripts must not make this wipe node_modules under tests
+# that are running.
+npm_stale() {
+  node -e '
+    const fs = require("fs");
+    const read = (f) => { try { return JSON.parse(fs.readFileSync(f, "utf8")).packages || {}; } catch { return null; } };
+    const want = read("package-lock.json"), have = read("node_modules/.package-lock.json");
+    if (!want || !have) process.exit(0);
+    for (const [name, p] of Object.entries(want)) {
+      if (name === "" || p.optional || p.link) continue;
+      if (!have[name] || have[name].version !== p.version) process.exit(0);
+    }
+    process.exit(1);'
+}
+if npm_stale; then
   npm ci --no-audit --no-fund --loglevel=error > "$log" 2>&1 || fail "npm ci"
   echo "installed npm dependencies (npm ci)"
 fi
