@@ -1,0 +1,190 @@
+import type { Config } from './config';
+import {
+  checkAbsolutePath,
+  checkListenAddress,
+  checkSharedStore,
+  checkSubstituter,
+  checkUpstreamUrl,
+} from './value-checks';
+
+/**
+ * The one table of configuration keys. The flag parser, the environment
+ * reader, the config-file reader, validation and --help are all derived from
+ * it, so they cannot drift apart. Pure: no I/O.
+ */
+
+/** Every leaf path of Config ('limits.treeDepth'); arrays are leaves. */
+type LeafPath<T, Prefix extends string = ''> = {
+  [K in keyof T & string]-?: NonNullable<T[K]> extends readonly unknown[]
+    ? `${Prefix}${K}`
+    : NonNullable<T[K]> extends object
+      ? LeafPath<NonNullable<T[K]>, `${Prefix}${K}.`>
+      : `${Prefix}${K}`;
+}[keyof T & string];
+
+export type ConfigPath = LeafPath<Config>;
+
+export type KeyKind = 'string' | 'file' | 'duration' | 'size' | 'integer' | 'boolean' | 'list' | 'choice';
+
+export interface KeySpec {
+  readonly path: ConfigPath;
+  readonly kind: KeyKind;
+  /** One line for --help. */
+  readonly description: string;
+  /** Placeholder shown in --help after the flag. */
+  readonly valueName: string;
+  /** May be left unset (no default). */
+  readonly optional?: boolean;
+  /** Bounds for durations (ms), sizes (bytes) and integers, inclusive. */
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  /** Check of a string value or of each list item; returns why it is wrong. */
+  readonly check?: (value: string) => string | undefined;
+  /** Flag name when it is not derived from the path (lists take a singular, repeatable flag). */
+  readonly flagOverride?: string;
+}
+
+export interface ConfigKey extends KeySpec {
+  /** Flag name without dashes, e.g. 'connect-timeout'. Booleans also accept 'no-<flag>'. */
+  readonly flag: string;
+  /** Environment variable, e.g. 'NIX_REAPI_PROXY_CONNECT_TIMEOUT_MS'. */
+  readonly env: string;
+}
+
+export const ENV_PREFIX = 'NIX_REAPI_PROXY_';
+/** Names the config file; not a Config key. */
+export const CONFIG_FILE_ENV = `${ENV_PREFIX}CONFIG`;
+
+/** Node timers fire at once beyond 2^31-1 ms (about 24.8 days), so durations used as timers stop there. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** grpc-js takes message limits as 32-bit integers. */
+const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+const SPECS = [
+  { path: 'listen', kind: 'string', valueName: 'HOST:PORT', check: checkListenAddress,
+    description: 'Address the proxy listens on (port 0 picks a free port).' },
+  { path: 'upstream', kind: 'string', valueName: 'URL', check: checkUpstreamUrl,
+    description: 'REAPI server the proxy fronts: grpc://HOST:PORT or grpcs://HOST:PORT.' },
+  { path: 'upstreamTls.ca', kind: 'file', valueName: 'FILE', optional: true,
+    description: "PEM CA bundle that signs the upstream's certificate (grpcs://; default: system roots)." },
+  { path: 'upstreamTls.cert', kind: 'file', valueName: 'FILE', optional: true,
+    description: 'PEM client certificate for mTLS to the upstream (needs --upstream-tls-key).' },
+  { path: 'upstreamTls.key', kind: 'file', valueName: 'FILE', optional: true,
+    description: 'PEM private key of --upstream-tls-cert.' },
+  { path: 'upstreamTls.serverName', kind: 'string', valueName: 'NAME', optional: true,
+    description: "Name to verify in the upstream's certificate instead of the URL's host." },
+  { path: 'tls.cert', kind: 'file', valueName: 'FILE', optional: true,
+    description: 'PEM certificate the proxy serves; with --tls-key turns on TLS for clients.' },
+  { path: 'tls.key', kind: 'file', valueName: 'FILE', optional: true,
+    description: 'PEM private key of --tls-cert.' },
+  { path: 'tls.clientCa', kind: 'file', valueName: 'FILE', optional: true,
+    description: 'PEM CA; when set, clients must present a certificate it signed (mTLS).' },
+  { path: 'maxMessageBytes', kind: 'size', valueName: 'SIZE', min: 1024, max: MAX_MESSAGE_BYTES,
+    description: 'Largest gRPC message accepted from clients; also caps the advertised max_batch_total_size_bytes.' },
+  { path: 'upstreamConnections', kind: 'integer', valueName: 'N', min: 1, max: 64,
+    description: 'HTTP/2 connections kept open to the upstream.' },
+  { path: 'connectTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'How long connecting to the upstream may take before a call fails UNAVAILABLE.' },
+  { path: 'keepalive.timeMs', kind: 'duration', valueName: 'DURATION', min: 0, max: MAX_TIMER_MS,
+    description: 'Interval between HTTP/2 PINGs on idle connections (0 = off).' },
+  { path: 'keepalive.timeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'A PING unanswered this long closes the connection.' },
+  { path: 'shutdownGraceMs', kind: 'duration', valueName: 'DURATION', min: 0, max: MAX_TIMER_MS,
+    description: 'On SIGTERM/SIGINT, how long in-flight calls may still run before they are cancelled.' },
+  { path: 'logLevel', kind: 'choice', valueName: 'LEVEL', choices: LOG_LEVELS,
+    description: `Log level: ${LOG_LEVELS.join(', ')}.` },
+  { path: 'metricsListen', kind: 'string', valueName: 'HOST:PORT', optional: true, check: checkListenAddress,
+    description: 'Address of the Prometheus /metrics endpoint (unset = off).' },
+  { path: 'sharedStore', kind: 'string', valueName: 'STORE', optional: true, check: checkSharedStore,
+    description: 'Nix store the executors see: /abs/dir (chroot store), local, daemon, ssh://host, ssh-ng://host, unix:///socket. Unset = pure pass-through.' },
+  { path: 'substituters', kind: 'list', valueName: 'URL', flagOverride: 'substituter', check: checkSubstituter,
+    description: 'Where missing store paths come from, tried in order (repeatable): local, daemon, file://, http(s)://, ssh://, ssh-ng://, s3://.' },
+  { path: 'trustedPublicKeys', kind: 'list', valueName: 'KEY', flagOverride: 'trusted-public-key',
+    check: (key) => (/^[^\s:]+:[A-Za-z0-9+/]+={0,2}$/.test(key) ? undefined : 'is not NAME:BASE64KEY (e.g. cache.nixos.org-1:6NCH...)'),
+    description: 'Public key that signs substituted paths, as NAME:BASE64 (repeatable).' },
+  { path: 'requireSigs', kind: 'boolean', valueName: '',
+    description: 'Refuse unsigned paths from substituters (--no-require-sigs accepts them).' },
+  { path: 'visibleAt', kind: 'string', valueName: 'DIR', optional: true, check: checkAbsolutePath,
+    description: 'Directory where executors see the store (e.g. an NFS mount); wait until each path appears there.' },
+  { path: 'visibleTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'How long to wait for a path to appear under --visible-at.' },
+  { path: 'progressIntervalMs', kind: 'duration', valueName: 'DURATION', min: 100, max: MAX_TIMER_MS,
+    description: 'Interval between QUEUED Operations sent to a client while its Execute is being prepared.' },
+  { path: 'nixBinDir', kind: 'string', valueName: 'DIR', optional: true, check: checkAbsolutePath,
+    description: 'Directory holding the nix and nix-store binaries (unset = found on PATH).' },
+  { path: 'limits.storePathsPerAction', kind: 'integer', valueName: 'N', min: 1,
+    description: 'Most distinct store paths one action may reference.' },
+  { path: 'limits.treeNodes', kind: 'integer', valueName: 'N', min: 1,
+    description: "Most files, directories and symlinks in one action's input tree." },
+  { path: 'limits.treeDepth', kind: 'integer', valueName: 'N', min: 1,
+    description: "Deepest directory nesting in one action's input tree." },
+  { path: 'limits.scanFileBytes', kind: 'size', valueName: 'SIZE', min: 1,
+    description: 'Input files larger than this are not scanned for store paths.' },
+  { path: 'limits.scanTotalBytes', kind: 'size', valueName: 'SIZE', min: 1,
+    description: 'Total bytes of file contents scanned per Execute.' },
+  { path: 'limits.prepareTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'Longest preparation of one Execute (tree walk, store check, realisation).' },
+  { path: 'limits.nixCommandTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'Longest run of one Nix process.' },
+  { path: 'limits.concurrentRealisations', kind: 'integer', valueName: 'N', min: 1,
+    description: 'Realisations running at once, across all stores.' },
+  { path: 'limits.realiseRetries', kind: 'integer', valueName: 'N', min: 0,
+    description: 'Retries of a failed write into the shared store (0 = no retry).' },
+  { path: 'cache.memoEntries', kind: 'integer', valueName: 'N', min: 1,
+    description: 'Entries in the digest -> store paths memo.' },
+  { path: 'cache.validityTtlMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'How long a path known valid on the shared store is trusted without asking again.' },
+] as const satisfies readonly KeySpec[];
+
+// Compile-time proof that every Config leaf has a row: adding a key to Config without one fails tsc.
+type MissingRows = Exclude<ConfigPath, (typeof SPECS)[number]['path']>;
+const everyKeyHasARow: [MissingRows] extends [never] ? true : MissingRows = true;
+void everyKeyHasARow;
+
+function camelWords(path: string): string[] {
+  return path.split('.').flatMap((segment) => segment.split(/(?=[A-Z])/)).map((w) => w.toLowerCase());
+}
+
+/** 'keepalive.timeMs' -> 'keepalive-time' (durations drop their Ms suffix). */
+function flagOf(spec: KeySpec): string {
+  if (spec.flagOverride) return spec.flagOverride;
+  const words = camelWords(spec.path);
+  if (spec.kind === 'duration' && words[words.length - 1] === 'ms') words.pop();
+  return words.join('-');
+}
+
+/** 'keepalive.timeMs' -> 'NIX_REAPI_PROXY_KEEPALIVE_TIME_MS'. */
+function envOf(spec: KeySpec): string {
+  return ENV_PREFIX + camelWords(spec.path).join('_').toUpperCase();
+}
+
+export const CONFIG_KEYS: readonly ConfigKey[] = SPECS.map((spec) => ({ ...spec, flag: flagOf(spec), env: envOf(spec) }));
+
+export const KEY_BY_PATH: ReadonlyMap<string, ConfigKey> = new Map(CONFIG_KEYS.map((key) => [key.path, key]));
+
+/** Reads a dotted path from a config-shaped object. */
+export function getPath(obj: unknown, path: string): unknown {
+  let current: unknown = obj;
+  for (const segment of path.split('.')) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[segment];
+  }
+  return current;
+}
+
+/** Writes a dotted path, creating intermediate objects; `undefined` deletes the leaf. */
+export function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const segments = path.split('.');
+  let current = obj;
+  for (const segment of segments.slice(0, -1)) {
+    const next = current[segment];
+    if (next === null || typeof next !== 'object') current[segment] = {};
+    current = current[segment] as Record<string, unknown>;
+  }
+  const leaf = segments[segments.length - 1]!;
+  if (value === undefined) delete current[leaf];
+  else current[leaf] = value;
+}
