@@ -1,0 +1,127 @@
+/**
+ * The one place that turns configuration into the store side's objects.
+ *
+ *   ValidityCachingEnsurer            (cache.validityTtlMs > 0)
+ *    └ VisibilityWaitingEnsurer       (visibleAt set)
+ *       └ CheckingEnsurer             findInvalid, then realise
+ *          ├ store:    BoundedChecks → RetryingWrites → SerialisedWrites → NixCliSharedStore
+ *          └ realiser: SingleFlightRealiser → SourceOrderRealiser(store, NixCliPathSource per substituter)
+ *
+ * GC roots for copied paths belong directly around NixCliSharedStore (inside
+ * SerialisedWrites): a decorator that creates each root before delegating
+ * copyFrom, so the root and the copy are made under the same write lock.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { ProxyError } from '../errors';
+import { Code } from '../reapi/grpc-status';
+import { BoundedChecks } from './bounded-checks';
+import { CheckingEnsurer } from './checking-ensurer';
+import type { ClosureEnsurer, EnsureReport } from './closure-ensurer';
+import type { ExistsProbe } from './local-dir-check';
+import { NixCliPathSource, NixCliSharedStore } from './nix-cli-store';
+import { SpawnNixRunner, type NixRunner } from './nix-command';
+import { RetryingWrites } from './retrying-writes';
+import { SerialisedWrites } from './serialised-writes';
+import { Reasons, type SharedStore } from './shared-store';
+import { SingleFlightRealiser } from './single-flight-realiser';
+import { SourceOrderRealiser } from './source-order-realiser';
+import { parseSharedStoreUrl, parseSubstituterUrl, type StoreUrl } from './store-url';
+import { ValidityCachingEnsurer } from './validity-caching-ensurer';
+import { VisibilityWaitingEnsurer } from './visibility-waiting-ensurer';
+
+export interface ClosureEnsurerDeps {
+  logger: Logger;
+  /** Replaces the process runner (tests count and fault-inject spawns through it). */
+  runner?: NixRunner;
+  /** Replaces the file-existence probe used for local store directories and visibleAt. */
+  exists?: ExistsProbe;
+  /** Validity checks running at once; default 8. */
+  maxConcurrentChecks?: number;
+  /** Positive validity cache size; default 500 000 paths. */
+  validityCacheEntries?: number;
+  /** Backoff before the first write retry; default 200 ms. */
+  retryBaseDelayMs?: number;
+}
+
+/** A ClosureEnsurer that owns background work: `close()` stops running realisations (at shutdown). */
+export interface OwnedClosureEnsurer extends ClosureEnsurer {
+  close(): void;
+}
+
+function configError(key: string, value: string, problem: string): ProxyError {
+  return new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, `${key} ${JSON.stringify(value)} ${problem}`);
+}
+
+function parseOrThrow(key: string, value: string, parse: (s: string) => ReturnType<typeof parseSharedStoreUrl>): StoreUrl {
+  const r = parse(value);
+  if (!r.ok) throw configError(key, value, r.problem);
+  return r.store;
+}
+
+export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): OwnedClosureEnsurer {
+  if (!config.sharedStore) {
+    throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'sharedStore is not set; the store side needs it');
+  }
+  const shared = parseOrThrow('sharedStore', config.sharedStore, parseSharedStoreUrl);
+  const substituters = config.substituters.map((s, i) => parseOrThrow(`substituters[${i}]`, s, parseSubstituterUrl));
+  config.trustedPublicKeys.forEach((k, i) => {
+    if (!/^[A-Za-z0-9._+-]+:[A-Za-z0-9+/=]+$/.test(k)) {
+      throw configError(`trustedPublicKeys[${i}]`, k, 'is not NAME:BASE64KEY (as printed by nix-store --generate-binary-cache-key)');
+    }
+  });
+  if (config.visibleAt !== undefined && !config.visibleAt.startsWith('/')) {
+    throw configError('visibleAt', config.visibleAt, 'must be an absolute directory');
+  }
+
+  const logger = deps.logger.child({ component: 'nix-store' });
+  const runner = deps.runner ?? new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
+  const backend = new NixCliSharedStore({
+    store: shared,
+    runner,
+    requireSigs: config.requireSigs,
+    trustedPublicKeys: config.trustedPublicKeys,
+    logger,
+    progressIntervalMs: config.progressIntervalMs,
+    exists: deps.exists,
+  });
+  const store: SharedStore = new BoundedChecks(
+    new RetryingWrites(new SerialisedWrites(backend), {
+      retries: config.limits.realiseRetries,
+      baseDelayMs: deps.retryBaseDelayMs,
+      logger,
+    }),
+    deps.maxConcurrentChecks ?? 8,
+  );
+  const sources = substituters.map((s) => new NixCliPathSource({ store: s, runner, exists: deps.exists }));
+  const lifetime = new AbortController();
+  const realiser = new SingleFlightRealiser(new SourceOrderRealiser(store, sources, logger), {
+    maxConcurrent: config.limits.concurrentRealisations,
+    lifetime: lifetime.signal,
+    logger,
+  });
+
+  let ensurer: ClosureEnsurer = new CheckingEnsurer(store, realiser, logger);
+  if (config.visibleAt !== undefined) {
+    ensurer = new VisibilityWaitingEnsurer(ensurer, {
+      visibleAt: config.visibleAt.replace(/\/+$/, '') || '/',
+      timeoutMs: config.visibleTimeoutMs,
+      exists: deps.exists,
+    });
+  }
+  if (config.cache.validityTtlMs > 0) {
+    ensurer = new ValidityCachingEnsurer(ensurer, {
+      ttlMs: config.cache.validityTtlMs,
+      maxEntries: deps.validityCacheEntries ?? 500_000,
+    });
+  }
+  logger.info(
+    { sharedStore: shared.url, substituters: substituters.map((s) => s.url), visibleAt: config.visibleAt, requireSigs: config.requireSigs },
+    'closure ensurer ready',
+  );
+  const outer = ensurer;
+  return {
+    ensure: (paths: readonly string[], signal: AbortSignal): Promise<EnsureReport> => outer.ensure(paths, signal),
+    close: () => lifetime.abort(),
+  };
+}
