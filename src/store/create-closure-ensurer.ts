@@ -38,7 +38,7 @@ export interface ClosureEnsurerDeps {
   exists?: ExistsProbe;
   /** Validity checks running at once; default 8. */
   maxConcurrentChecks?: number;
-  /** Positive validity cache size; default 500 000 paths. */
+  /** Positive validity cache size; default 200 000 paths. */
   validityCacheEntries?: number;
   /** Backoff before the first write retry; default 200 ms. */
   retryBaseDelayMs?: number;
@@ -112,7 +112,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   if (config.cache.validityTtlMs > 0) {
     ensurer = new ValidityCachingEnsurer(ensurer, {
       ttlMs: config.cache.validityTtlMs,
-      maxEntries: deps.validityCacheEntries ?? 500_000,
+      maxEntries: deps.validityCacheEntries ?? 200_000,
     });
   }
   logger.info(
