@@ -1,0 +1,259 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { ProxyError, toProxyError } from '../errors';
+import type { UpstreamCaller } from '../passthrough/upstream-caller';
+import { Code } from '../reapi/grpc-status';
+import { T } from '../reapi/protos';
+import type { ServerCall } from '../server/server-call';
+import type { ClosureEnsurer } from '../store/closure-ensurer';
+import { callStatusFor } from './call-status';
+import type { CasReader } from './cas-reader';
+import { digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
+import { ExecutionEntry } from './execution-entry';
+import { followExecution, notFound, WAIT_EXECUTION_PATH, type FollowOutcome } from './follow-execution';
+import { missingPathsStatus } from './missing-paths-status';
+import { finishedOperation } from './operation-messages';
+import { isOurOperationName, newOperationName } from './operation-names';
+import { OperationRegistry, type RegistryBounds } from './operation-registry';
+import { prepareAction, type PrepareReport } from './prepare-action';
+import { createWalkMemo, TreeWalker } from './tree-walker';
+
+export interface ExecuteServiceDeps {
+  casReader: CasReader;
+  ensurer: ClosureEnsurer;
+  upstream: UpstreamCaller;
+  config: Config;
+  logger: Logger;
+  tuning?: {
+    registry?: RegistryBounds;
+    /** How long a preparation goes on with no call following it (default: 30 s, at least 2 progress intervals). */
+    detachGraceMs?: number;
+  };
+}
+
+export interface ExecuteService {
+  /** /build.bazel.remote.execution.v2.Execution/Execute. Resolves once the call has ended; never rejects. */
+  execute(call: ServerCall): Promise<void>;
+  /** /build.bazel.remote.execution.v2.Execution/WaitExecution. Resolves once the call has ended; never rejects. */
+  waitExecution(call: ServerCall): Promise<void>;
+}
+
+interface ParsedExecute {
+  instanceName: string;
+  requestedDigestFunction: number;
+  digestFunction: number;
+  actionDigest: BlobDigest;
+}
+
+type PrepareEnd = 'ready' | 'missing-paths' | 'failed';
+
+/**
+ * The Nix-aware Execution service. Execute: answer at once with a QUEUED
+ * Operation of our own name, prepare the action (read it, find its store
+ * paths, ensure them on the shared store) while repeating that Operation,
+ * then relay the client's original request bytes upstream and the upstream's
+ * stream back. Store paths no source has end the action with a finished
+ * Operation whose ExecuteResponse.status says which and why (a gRPC status
+ * would make Bazel retry, and Operation.error is not for that); anything else
+ * that stops preparation ends the call with a gRPC status. WaitExecution
+ * follows our names and relays everything else unchanged.
+ */
+export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
+  const { config, logger } = deps;
+  const registry = new OperationRegistry(deps.tuning?.registry);
+  const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries));
+  const graceMs = deps.tuning?.detachGraceMs ?? Math.max(30_000, 2 * config.progressIntervalMs);
+  const followDeps = { upstream: deps.upstream, registry, progressIntervalMs: config.progressIntervalMs };
+  const prepareDeps = {
+    casReader: deps.casReader,
+    walker,
+    ensurer: deps.ensurer,
+    limits: config.limits,
+    maxMessageBytes: config.maxMessageBytes,
+  };
+
+  async function execute(call: ServerCall): Promise<void> {
+    const started = Date.now();
+    let parsed: ParsedExecute;
+    let frame: Buffer;
+    try {
+      const request = await call.readUnaryRequest();
+      parsed = parseExecuteRequest(request.message);
+      frame = request.frame;
+    } catch (err) {
+      endWithError(call, err, 'Execute');
+      return;
+    }
+
+    const controller = new AbortController();
+    const entry = new ExecutionEntry(
+      newOperationName(parsed.instanceName),
+      parsed.actionDigest,
+      frame,
+      graceMs,
+      (abandoned) => {
+        logger.info(
+          { operation: abandoned.name, action: digestKey(abandoned.actionDigest), state: abandoned.state },
+          `no client followed the operation for ${graceMs} ms; dropping it`,
+        );
+        controller.abort(new ProxyError(Code.CANCELLED, 'ABANDONED', 'the client went away while the action was prepared'));
+        abandoned.setState('gone');
+        registry.delete(abandoned);
+      },
+    );
+    registry.add(entry);
+    const report: PrepareReport = { references: new Map() };
+    const preparation = prepare(entry, parsed, call, controller, report);
+    let followed: FollowOutcome = {};
+    try {
+      followed = await followExecution(entry, call, 'execute', followDeps);
+    } catch (err) {
+      endWithError(call, err, 'Execute');
+    }
+    void preparation.then((end) => logExecute(entry, parsed, report, end, followed, Date.now() - started));
+  }
+
+  /** Never rejects: moves the entry to ready, finished (missing paths) or gone (with the error). */
+  async function prepare(
+    entry: ExecutionEntry,
+    parsed: ParsedExecute,
+    call: ServerCall,
+    controller: AbortController,
+    report: PrepareReport,
+  ): Promise<PrepareEnd> {
+    const timeoutMs = config.limits.prepareTimeoutMs;
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new ProxyError(
+            Code.DEADLINE_EXCEEDED,
+            'PREPARE_TIMEOUT',
+            `preparing the action (reading its inputs, making its Nix store paths valid on the shared store) took longer than ${timeoutMs} ms (limits.prepareTimeoutMs); ` +
+              "see the proxy's log for the slow step, then retry or raise the limit",
+          ),
+        ),
+      timeoutMs,
+    );
+    try {
+      await prepareAction(
+        { ...parsed, metadata: call.metadata, signal: controller.signal, deadline: Date.now() + timeoutMs },
+        prepareDeps,
+        report,
+      );
+      if (entry.state === 'preparing') entry.setState('ready');
+      return 'ready';
+    } catch (err) {
+      const error = toProxyError(err, 'preparing the action');
+      if (error.code === Code.INTERNAL) logger.error({ err, operation: entry.name }, 'internal error while preparing an action');
+      report.error = error;
+      if (report.failedStep === 'ensure' && error.code === Code.FAILED_PRECONDITION) {
+        const status = missingPathsStatus(error, report.references);
+        entry.setState('finished', { finalOperation: finishedOperation(entry.name, entry.actionDigest, status) });
+        registry.touch(entry);
+        return 'missing-paths';
+      }
+      entry.setState('gone', { error });
+      registry.delete(entry);
+      return 'failed';
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function waitExecution(call: ServerCall): Promise<void> {
+    try {
+      const request = await call.readUnaryRequest();
+      let name: string;
+      try {
+        name = (T.WaitExecutionRequest.decode(request.message) as unknown as { name?: string }).name ?? '';
+      } catch (err) {
+        throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', 'the WaitExecutionRequest does not decode', { cause: err });
+      }
+      if (!isOurOperationName(name)) {
+        await deps.upstream.relay(call, WAIT_EXECUTION_PATH, request.frame);
+        return;
+      }
+      const entry = registry.get(name);
+      if (entry === undefined) {
+        call.end(notFound(name));
+        return;
+      }
+      await followExecution(entry, call, 'wait', followDeps);
+    } catch (err) {
+      endWithError(call, err, 'WaitExecution');
+    }
+  }
+
+  function endWithError(call: ServerCall, err: unknown, method: string): void {
+    const error = toProxyError(err, method);
+    if (error.code === Code.INTERNAL) logger.error({ err, method }, `internal error in ${method}`);
+    if (!call.ended) call.end(callStatusFor(error));
+  }
+
+  function logExecute(
+    entry: ExecutionEntry,
+    parsed: ParsedExecute,
+    report: PrepareReport,
+    end: PrepareEnd,
+    followed: FollowOutcome,
+    totalMs: number,
+  ): void {
+    const walk = report.walk;
+    const ensure = report.ensure;
+    logger.info(
+      {
+        action: digestKey(parsed.actionDigest),
+        instance: parsed.instanceName,
+        operation: entry.name,
+        outcome: end,
+        ...(report.error ? { code: report.error.code, reason: report.error.reason, error: report.error.message } : {}),
+        references: report.references.size,
+        sample: [...report.references.keys()].slice(0, 3),
+        tree: walk
+          ? {
+              nodes: walk.nodes,
+              fetchedDirectories: walk.stats.directoriesFetched,
+              fetchedFiles: walk.stats.filesFetched,
+              memoHits: walk.stats.memoHits,
+              skippedLarge: walk.stats.filesSkippedLarge,
+              skippedBudget: walk.stats.filesSkippedBudget,
+            }
+          : undefined,
+        missing: ensure?.missing.length ?? (end === 'missing-paths' ? report.error?.violations.length : 0),
+        realised: ensure?.realised.length ?? 0,
+        joined: ensure?.joined ?? 0,
+        ms: {
+          read: report.readMs,
+          walk: report.walkMs,
+          check: ensure?.checkMs,
+          realise: ensure?.realiseMs,
+          visible: ensure?.visibleWaitMs,
+          ensure: report.ensureMs,
+          forward: followed.forwardMs,
+          total: totalMs,
+        },
+        ...(followed.relayCode !== undefined ? { upstreamCode: followed.relayCode } : {}),
+      },
+      'execute',
+    );
+  }
+
+  return { execute, waitExecution };
+}
+
+function parseExecuteRequest(message: Buffer): ParsedExecute {
+  let request: { instanceName?: string; actionDigest?: DigestLike; digestFunction?: number };
+  try {
+    request = T.ExecuteRequest.decode(message) as typeof request;
+  } catch (err) {
+    throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', 'the ExecuteRequest does not decode', { cause: err });
+  }
+  const requested = request.digestFunction ?? 0;
+  const digestFunction = resolveDigestFunction(requested, request.actionDigest?.hash ?? '');
+  return {
+    instanceName: request.instanceName ?? '',
+    requestedDigestFunction: requested,
+    digestFunction,
+    actionDigest: toBlobDigest(request.actionDigest, digestFunction, 'ExecuteRequest.action_digest'),
+  };
+}
