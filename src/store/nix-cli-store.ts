@@ -156,7 +156,7 @@ export class NixCliSharedStore implements SharedStore {
     const kind = bad.exitCode === null ? 'transient' : classifyCopyFailure(bad.stderr, { source: source.url, destination: this.url });
     switch (kind) {
       case 'path':
-        throw new ProxyError(Code.FAILED_PRECONDITION, Reasons.COPY_PATH_FAILED, `copying from ${source.url} failed: ${summary}`);
+        throw new ProxyError(Code.FAILED_PRECONDITION, Reasons.COPY_PATH_FAILED, `${source.url}: has it, but copying it into ${this.url} failed: ${summary}`);
       case 'source':
         throw new ProxyError(Code.UNAVAILABLE, Reasons.SOURCE_UNAVAILABLE, `substituter ${source.url} cannot be reached: ${summary}`);
       case 'destination':

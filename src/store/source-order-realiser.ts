@@ -71,7 +71,7 @@ export class SourceOrderRealiser implements Realiser {
           outcomes.set(p, { ok: true, joined: false });
           continue;
         }
-        note(p, `${source.url}: has it, but the copy failed: ${f.why}`);
+        note(p, f.why);
         if (f.transient) transient.add(p);
       }
       this.logger.info(

@@ -3,6 +3,7 @@
  * host store as the `local` substituter, file:// binary caches made for the
  * test. Paths are built fresh (salted) once for the whole file.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,7 @@ import { testLogger } from '../../support/test-logger';
 import { RecordingRunner } from './recording-runner';
 
 const HAVE_NIX = nixAvailable();
+const HAVE_SSH = spawnSync('ssh', ['-V'], { stdio: 'ignore' }).status === 0;
 const signal = () => new AbortController().signal;
 
 let dir: string;
@@ -166,7 +168,7 @@ describe.skipIf(!HAVE_NIX)('closure ensurer on real Nix', () => {
     expect(err.message).toContain('nix-daemon');
   });
 
-  it('an ssh-ng store nobody answers gives UNAVAILABLE naming the store (not a timeout)', async () => {
+  it.skipIf(!HAVE_SSH)('an ssh-ng store nobody answers gives UNAVAILABLE naming the store (not a timeout)', async () => {
     const port = await closedPort();
     const { ensurer } = setup({ sharedStore: 'ssh-ng://127.0.0.1' }, {}, {
       ...process.env,

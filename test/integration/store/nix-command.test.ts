@@ -10,7 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors';
 import { Code } from '../../../src/reapi/grpc-status';
+import { DEFAULTS } from '../../../src/config/config';
+import { createClosureEnsurer } from '../../../src/store/create-closure-ensurer';
 import { runOverPaths, SpawnNixRunner } from '../../../src/store/nix-command';
+import { testLogger } from '../../support/test-logger';
 
 let bin: string;
 
@@ -134,5 +137,26 @@ describe('SpawnNixRunner', () => {
     expect(outcomes.length).toBeGreaterThan(1);
     const counts = outcomes.map((o) => Number(o.stdout.trim()) - 1);
     expect(counts.reduce((a, b) => a + b, 0)).toBe(paths.length);
+  });
+
+  it('through the ensurer: a hanging validity check ends DEADLINE_EXCEEDED and leaves no process', async () => {
+    const pids = join(bin, 'ensurer.pids');
+    await script('nix-store', `echo $$ > ${pids}; echo $$ >> ${pids}; exec sleep 300`);
+    const ensurer = createClosureEnsurer(
+      {
+        ...DEFAULTS,
+        sharedStore: 'daemon',
+        substituters: ['local'],
+        nixBinDir: bin,
+        limits: { ...DEFAULTS.limits, nixCommandTimeoutMs: 300 },
+      },
+      { logger: testLogger() },
+    );
+    const err = await rejection(ensurer.ensure([`/nix/store/${'0'.repeat(32)}-x`], new AbortController().signal));
+    expect(err.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect(err.reason).toBe('NIX_COMMAND_TIMEOUT');
+    const [pid] = (await readWhenWritten(pids)).trim().split('\n').map(Number);
+    expect(await alive(pid!)).toBe(false);
+    ensurer.close();
   });
 });
