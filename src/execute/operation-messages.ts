@@ -21,9 +21,18 @@ export interface RpcStatus {
   violations?: readonly Violation[];
 }
 
-function metadataAny(stage: number, actionDigest: BlobDigest): { typeUrl: string; value: Uint8Array } {
+/**
+ * google.protobuf.Any as protobufjs builds it: its bundled well-known types keep
+ * the proto field name `type_url` (not camelCase like the rest of our messages).
+ */
+export interface AnyObject {
+  type_url: string;
+  value: Uint8Array;
+}
+
+function metadataAny(stage: number, actionDigest: BlobDigest): AnyObject {
   return {
-    typeUrl: EXECUTE_OPERATION_METADATA_URL,
+    type_url: EXECUTE_OPERATION_METADATA_URL,
     value: T.ExecuteOperationMetadata.encode({
       stage,
       actionDigest: { hash: actionDigest.hash, sizeBytes: actionDigest.sizeBytes },
@@ -48,7 +57,7 @@ export function finishedOperation(name: string, actionDigest: BlobDigest, status
       name,
       metadata: metadataAny(Stage.COMPLETED, actionDigest),
       done: true,
-      response: { typeUrl: EXECUTE_RESPONSE_URL, value: response },
+      response: { type_url: EXECUTE_RESPONSE_URL, value: response } satisfies AnyObject,
     }).finish(),
   );
 }
@@ -58,12 +67,12 @@ export function encodeStatus(status: RpcStatus): Buffer {
   return Buffer.from(T.Status.encode(statusObject(status)).finish());
 }
 
-function statusObject(status: RpcStatus): { code: number; message: string; details: Array<{ typeUrl: string; value: Uint8Array }> } {
+function statusObject(status: RpcStatus): { code: number; message: string; details: AnyObject[] } {
   const details =
     status.violations && status.violations.length > 0
       ? [
           {
-            typeUrl: PRECONDITION_FAILURE_URL,
+            type_url: PRECONDITION_FAILURE_URL,
             value: T.PreconditionFailure.encode({ violations: status.violations.map((v) => ({ ...v })) }).finish(),
           },
         ]
@@ -84,7 +93,13 @@ export function operationHead(bytes: Uint8Array): { name: string; done: boolean 
       const tag = reader.uint32();
       const field = tag >>> 3;
       const wire = tag & 7;
-      if (field === 1 && wire === 2) name = reader.string();
+      if (field === 1 && wire === 2) {
+        // Read the length ourselves: protobufjs clamps a string that runs past the end.
+        const length = reader.uint32();
+        if (reader.pos + length > reader.len) return undefined;
+        name = Buffer.from(reader.buf.buffer, reader.buf.byteOffset + reader.pos, length).toString('utf8');
+        reader.pos += length;
+      }
       else if (field === 3 && wire === 0) done = reader.bool();
       else reader.skipType(wire);
     }

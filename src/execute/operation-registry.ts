@@ -25,8 +25,10 @@ export const DEFAULT_REGISTRY_BOUNDS: RegistryBounds = {
 export class OperationRegistry {
   private readonly cache: LRUCache<string, ExecutionEntry>;
 
-  constructor(bounds: RegistryBounds = DEFAULT_REGISTRY_BOUNDS) {
+  /** `clock` replaces performance.now() for ages (tests). */
+  constructor(bounds: RegistryBounds = DEFAULT_REGISTRY_BOUNDS, clock?: { now(): number }) {
     this.cache = new LRUCache<string, ExecutionEntry>({
+      ...(clock ? { perf: clock, ttlResolution: 0 } : {}),
       max: bounds.maxEntries,
       maxSize: bounds.maxBytes,
       sizeCalculation: (entry) => Math.max(1, entry.sizeBytes),
@@ -45,7 +47,10 @@ export class OperationRegistry {
 
   /** Re-measures an entry after it grew (a final Operation) and restarts its age. */
   touch(entry: ExecutionEntry): void {
-    if (this.cache.peek(entry.name) === entry) this.cache.set(entry.name, entry);
+    if (this.cache.peek(entry.name) !== entry) return;
+    // lru-cache re-measures only a changed value: take it out and put it back.
+    this.cache.delete(entry.name);
+    this.cache.set(entry.name, entry);
   }
 
   delete(entry: ExecutionEntry): void {
