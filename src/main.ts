@@ -9,6 +9,10 @@ import { CallRouter, type CallObserver, type ExecuteService } from './server/cal
 import { HealthService } from './server/health-service';
 import { ProxyServer } from './server/proxy-server';
 import type { UpstreamCaller } from './passthrough/upstream-caller';
+import { packageVersion } from './config/version';
+import { NO_METRICS, type Metrics } from './metrics/metrics';
+import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics-server';
+import { PrometheusMetrics } from './metrics/prometheus-metrics';
 
 /** Services whose health the proxy reports; it serves every one of them (itself or by forwarding). */
 const SERVED_SERVICES = new Set([
@@ -26,13 +30,16 @@ export interface RunningProxy {
   address: AddressInfo;
   /** host:port clients connect to. */
   endpoint: string;
+  /** host:port of the Prometheus /metrics listener, when metricsListen is set. */
+  metricsEndpoint?: string;
   /** Graceful shutdown: NOT_SERVING, stop accepting, drain, then drop after `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
 
 export interface ProxyExtras {
   /** Builds the Nix-aware Execute service; called only when a shared store is configured. */
-  executeService?: (deps: { config: Config; upstream: UpstreamCaller; logger: Logger }) => ExecuteService;
+  executeService?: (deps: { config: Config; upstream: UpstreamCaller; logger: Logger; metrics: Metrics }) => ExecuteService;
+  /** Also told about every finished call (besides the metrics, when metricsListen is set). */
   observer?: CallObserver;
 }
 
@@ -57,11 +64,14 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     logger,
   );
   const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
+  const prometheus = config.metricsListen ? new PrometheusMetrics({ version: packageVersion(), processMetrics: true }) : undefined;
+  const metrics: Metrics = prometheus ?? NO_METRICS;
   const execute = config.sharedStore && extras.executeService
-    ? extras.executeService({ config, upstream, logger })
+    ? extras.executeService({ config, upstream, logger, metrics })
     : undefined;
   const health = new HealthService(SERVED_SERVICES);
-  const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer: extras.observer });
+  const observer = combineObservers(prometheus, extras.observer);
+  const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer });
   const { host, port } = splitHostPort(config.listen);
   const server = new ProxyServer(
     {
@@ -74,18 +84,39 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     router,
     logger,
   );
-  const address = await server.listen();
+  // The metrics listener comes up first so its address is in the 'listening' line, which tools wait for.
+  let metricsServer: RunningMetricsServer | undefined;
+  let address: AddressInfo;
+  try {
+    if (prometheus && config.metricsListen) {
+      metricsServer = await startMetricsServer(splitHostPort(config.metricsListen), () => prometheus.exposition(), logger);
+    }
+    address = await server.listen();
+  } catch (err) {
+    await metricsServer?.close();
+    pool.close();
+    throw err;
+  }
   const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  logger.info({ listen: endpoint, upstream: target.url, nix: Boolean(execute) }, 'listening');
+  logger.info({ listen: endpoint, upstream: target.url, nix: Boolean(execute), metrics: metricsServer?.endpoint }, 'listening');
   return {
     address,
     endpoint,
+    ...(metricsServer ? { metricsEndpoint: metricsServer.endpoint } : {}),
     async close(graceMs = config.shutdownGraceMs) {
       health.setNotServing();
       await server.close(graceMs);
       pool.close();
+      // Last, so a scrape during the drain still sees the final counts.
+      await metricsServer?.close();
     },
   };
+}
+
+function combineObservers(...observers: Array<CallObserver | undefined>): CallObserver | undefined {
+  const present = observers.filter((o): o is CallObserver => o !== undefined);
+  if (present.length <= 1) return present[0];
+  return { callDone: (path, code, durationMs) => present.forEach((o) => o.callDone(path, code, durationMs)) };
 }
 
 export function splitHostPort(listen: string): { host: string; port: number } {
