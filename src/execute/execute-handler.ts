@@ -110,7 +110,13 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     } catch (err) {
       endWithError(call, err, 'Execute');
     }
-    void preparation.then((end) => logExecute(entry, parsed, report, end, followed, Date.now() - started));
+    void preparation.then((end) => {
+      try {
+        logExecute(entry, parsed, report, end, followed, Date.now() - started);
+      } catch (err) {
+        logger.error({ err }, 'cannot log an Execute');
+      }
+    });
   }
 
   /** Never rejects: moves the entry to ready, finished (missing paths) or gone (with the error). */
@@ -122,6 +128,14 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     report: PrepareReport,
   ): Promise<PrepareEnd> {
     const timeoutMs = config.limits.prepareTimeoutMs;
+    const started = Date.now();
+    const progress = setInterval(() => {
+      logger.info(
+        { operation: entry.name, action: digestKey(entry.actionDigest), step: report.step, elapsedMs: Date.now() - started, following: entry.attachedCalls },
+        'still preparing an action',
+      );
+    }, Math.max(1000, config.progressIntervalMs));
+    progress.unref();
     const timer = setTimeout(
       () =>
         controller.abort(
@@ -134,6 +148,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
         ),
       timeoutMs,
     );
+    timer.unref();
     try {
       await prepareAction(
         { ...parsed, metadata: call.metadata, signal: controller.signal, deadline: Date.now() + timeoutMs },
@@ -157,6 +172,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       return 'failed';
     } finally {
       clearTimeout(timer);
+      clearInterval(progress);
     }
   }
 
@@ -200,6 +216,12 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   ): void {
     const walk = report.walk;
     const ensure = report.ensure;
+    if (walk !== undefined && walk.stats.filesSkippedBudget > 0) {
+      logger.warn(
+        { action: digestKey(parsed.actionDigest), operation: entry.name, files: walk.stats.filesSkippedBudget, limit: config.limits.scanTotalBytes },
+        'some input files were not scanned for store paths (limits.scanTotalBytes reached); paths only they mention are not ensured, and a later Execute scans them',
+      );
+    }
     logger.info(
       {
         action: digestKey(parsed.actionDigest),

@@ -30,6 +30,8 @@ export interface PrepareDeps {
 
 /** Filled in as preparation goes, so a failure still reports what was done (for the log line). */
 export interface PrepareReport {
+  /** The step under way, for progress lines. */
+  step?: 'read' | 'walk' | 'ensure';
   references: References;
   walk?: TreeWalkResult;
   ensure?: EnsureReport;
@@ -64,6 +66,7 @@ export async function prepareAction(input: PrepareInput, deps: PrepareDeps, repo
   const limits = deps.limits;
 
   let started = Date.now();
+  report.step = 'read';
   const action = decodeBounded<ActionFields & { commandDigest?: DigestLike; inputRootDigest?: DigestLike }>(
     'Action',
     input.actionDigest,
@@ -73,6 +76,7 @@ export async function prepareAction(input: PrepareInput, deps: PrepareDeps, repo
   const inputRoot = toBlobDigest(action.inputRootDigest, input.digestFunction, 'Action.input_root_digest');
 
   const walkStarted = Date.now();
+  report.step = 'walk';
   // The Command and the first level of the tree are independent: read them together.
   const stopOthers = (err: unknown): never => {
     local.abort(err);
@@ -118,6 +122,7 @@ export async function prepareAction(input: PrepareInput, deps: PrepareDeps, repo
   const paths = [...references.keys()].filter(isStorePath);
   if (paths.length === 0) return;
   started = Date.now();
+  report.step = 'ensure';
   try {
     report.ensure = await deps.ensurer.ensure(paths, input.signal);
   } catch (err) {
