@@ -46,11 +46,11 @@ export const HEALTH_FLAGS: readonly CommandFlag[] = [
 
 export const PRUNE_FLAGS: readonly CommandFlag[] = [
   { name: 'unused-for', type: 'string', valueName: 'DURATION', defaultText: 'required',
-    description: 'Delete store paths no action has referenced for this long (e.g. 14d).' },
+    description: 'Drop the GC roots of store paths no action has used for this long (e.g. 14d; 0s = all not in use).' },
   { name: 'dry-run', type: 'boolean', valueName: '', defaultText: 'off',
-    description: 'Only print what would be deleted.' },
+    description: 'Only print what would be dropped; change nothing.' },
   { name: 'gc', type: 'boolean', valueName: '', defaultText: 'off',
-    description: "Run the shared store's garbage collector afterwards." },
+    description: "Run the shared store's garbage collector afterwards and report what it freed." },
 ];
 
 export const HEALTH_DEFAULT_TIMEOUT_MS = 5_000;

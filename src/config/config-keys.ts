@@ -58,6 +58,8 @@ export const CONFIG_FILE_ENV = `${ENV_PREFIX}CONFIG`;
 
 /** Node timers fire at once beyond 2^31-1 ms (about 24.8 days), so durations used as timers stop there. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Retention is compared with timestamps, never used as a timer: ten years is plenty. */
+const MAX_RETENTION_MS = 3650 * 86_400_000;
 /** grpc-js takes message limits as 32-bit integers. */
 const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
 
@@ -115,6 +117,16 @@ const SPECS = [
     description: 'Interval between QUEUED Operations sent to a client while its Execute is being prepared.' },
   { path: 'nixBinDir', kind: 'string', valueName: 'DIR', optional: true, check: checkAbsolutePath,
     description: 'Directory holding the nix and nix-store binaries (unset = found on PATH).' },
+  { path: 'rootRetentionMs', kind: 'duration', valueName: 'DURATION', min: 0, max: MAX_RETENTION_MS,
+    description: 'GC roots of store paths no action has used for this long are dropped (by the sweep and by prune).' },
+  { path: 'rootedSizeBudgetBytes', kind: 'size', valueName: 'SIZE', optional: true, min: 1, flagOverride: 'rooted-size-budget',
+    description: 'Keep the rooted closures under this total size by dropping least recently used roots first (unset = no budget).' },
+  { path: 'rootTouchIntervalMs', kind: 'duration', valueName: 'DURATION', min: 1_000, max: MAX_TIMER_MS,
+    description: "A root's last-use time is written at most once per path per this interval." },
+  { path: 'rootSweepIntervalMs', kind: 'duration', valueName: 'DURATION', min: 0, max: MAX_TIMER_MS,
+    description: 'Interval between sweeps that drop unused GC roots (0 = never; run the prune command instead).' },
+  { path: 'gcRootsDir', kind: 'string', valueName: 'DIR', optional: true, check: checkAbsolutePath,
+    description: "Directory for the proxy's GC roots (default: nix-reapi-proxy/ in the shared store's gcroots); must lie inside the store host's gcroots." },
   { path: 'limits.storePathsPerAction', kind: 'integer', valueName: 'N', min: 1,
     description: 'Most distinct store paths one action may reference.' },
   { path: 'limits.treeNodes', kind: 'integer', valueName: 'N', min: 1,

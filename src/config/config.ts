@@ -58,6 +58,17 @@ export interface Config {
   /** Directory holding the nix, nix-store binaries; unset = found on PATH. */
   nixBinDir?: string;
 
+  /** GC roots on the shared store (src/gc): roots unused this long are dropped by the sweep and by `prune`. */
+  rootRetentionMs: number;
+  /** Keep the total NAR size of rooted closures under this by dropping least recently used roots; unset = no budget. */
+  rootedSizeBudgetBytes?: number;
+  /** A root's last-use time (its mtime) is written at most once per path per this interval. */
+  rootTouchIntervalMs: number;
+  /** Interval between the proxy's own sweeps of unused roots (0 = no sweeps; run `prune` instead). */
+  rootSweepIntervalMs: number;
+  /** Directory for the proxy's GC roots, overriding the one derived from sharedStore; must lie inside the store host's gcroots. */
+  gcRootsDir?: string;
+
   limits: {
     storePathsPerAction: number;
     treeNodes: number;
@@ -99,6 +110,9 @@ export const DEFAULTS: Config = {
   requireSigs: true,
   visibleTimeoutMs: 60_000,
   progressIntervalMs: 10_000,
+  rootRetentionMs: 14 * 86_400_000,
+  rootTouchIntervalMs: 3_600_000,
+  rootSweepIntervalMs: 3_600_000,
   limits: {
     storePathsPerAction: 10_000,
     treeNodes: 1_000_000,

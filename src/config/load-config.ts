@@ -220,11 +220,11 @@ function pruneArgs(args: ParsedArgs, config: Config, refused: ReadonlySet<string
   }
   let unusedForMs = 0;
   if (typeof flags['unused-for'] !== 'string') {
-    problems.push('prune needs --unused-for DURATION (e.g. --unused-for 14d): paths unused for longer are deleted');
+    problems.push('prune needs --unused-for DURATION (e.g. --unused-for 14d): GC roots of paths unused for longer are dropped');
   } else {
     const duration = parseDuration(flags['unused-for']);
     if ('error' in duration) problems.push(`--unused-for: ${JSON.stringify(flags['unused-for'])} ${duration.error}`);
-    else if (duration.ms < 1) problems.push(`--unused-for: ${JSON.stringify(flags['unused-for'])} must be more than 0`);
+    // 0s is meaningful: drop every root no running action holds.
     else unusedForMs = duration.ms;
   }
   return {

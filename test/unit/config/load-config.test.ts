@@ -77,6 +77,11 @@ function samples(): Record<ConfigPath, Sample> {
     visibleTimeoutMs: { text: '90s', value: 90_000 },
     progressIntervalMs: { text: '500ms', value: 500 },
     nixBinDir: { text: path.join(dir, 'bin'), value: path.join(dir, 'bin') },
+    rootRetentionMs: { text: '30d', value: 30 * 86_400_000 },
+    rootedSizeBudgetBytes: { text: '50GiB', value: 50 * 1024 ** 3 },
+    rootTouchIntervalMs: { text: '15m', value: 900_000 },
+    rootSweepIntervalMs: { text: '0', value: 0 },
+    gcRootsDir: { text: '/mnt/store-host/gcroots/nix-reapi-proxy', value: '/mnt/store-host/gcroots/nix-reapi-proxy' },
     'limits.storePathsPerAction': { text: '100', value: 100 },
     'limits.treeNodes': { text: '5000', value: 5000 },
     'limits.treeDepth': { text: '64', value: 64 },
@@ -397,10 +402,14 @@ describe('loadConfig: prune', () => {
   });
 
   it('reports a bad shared store once, not also as missing', () => {
-    expect(problemsOf(['prune', '--shared-store', 'nope', '--unused-for', '0'])).toEqual([
+    expect(problemsOf(['prune', '--shared-store', 'nope', '--unused-for', 'soon'])).toEqual([
       expect.stringContaining('--shared-store: "nope"'),
-      expect.stringContaining('--unused-for: "0" must be more than 0'),
+      expect.stringContaining('--unused-for: "soon" is not a duration'),
     ]);
+  });
+
+  it('takes --unused-for 0s: every root no running action holds', () => {
+    expect(load(['prune', '--shared-store', '/srv/s', '--unused-for', '0s']).commandArgs).toMatchObject({ unusedForMs: 0 });
   });
 
   it('prune flags are refused on serve', () => {
