@@ -89,7 +89,7 @@ export class GrpcCasReader implements CasReader {
           return;
         }
         const result = await this.batchRead(scoped, metadata, batch);
-        if (result === 'unimplemented') {
+        if (result === 'use-bytestream') {
           streamed.push(...batch);
           return;
         }
@@ -111,7 +111,7 @@ export class GrpcCasReader implements CasReader {
     ctx: CasReadContext,
     metadata: grpc.Metadata,
     batch: readonly BlobDigest[],
-  ): Promise<'unimplemented' | { found: Map<string, Buffer>; missing: BlobDigest[]; omitted: BlobDigest[] }> {
+  ): Promise<'use-bytestream' | { found: Map<string, Buffer>; missing: BlobDigest[]; omitted: BlobDigest[] }> {
     const request = Buffer.from(
       T.BatchReadBlobsRequest.encode({
         instanceName: ctx.instanceName,
@@ -132,7 +132,16 @@ export class GrpcCasReader implements CasReader {
             'upstream CAS has no BatchReadBlobs; reading blobs with ByteStream.Read from now on',
           );
         }
-        return 'unimplemented';
+        return 'use-bytestream';
+      }
+      // The upstream's own batch limit may be below ours (Buildbarn often runs 2 MiB): read
+      // these one by one instead. A request it refuses for another reason fails there too.
+      if (e.code === grpc.status.RESOURCE_EXHAUSTED || e.code === grpc.status.INVALID_ARGUMENT) {
+        this.options.logger.debug(
+          { upstream: this.options.upstreamLabel, code: e.code, blobs: batch.length },
+          'BatchReadBlobs refused; reading this batch with ByteStream.Read',
+        );
+        return 'use-bytestream';
       }
       throw this.upstreamError(ctx, e, `BatchReadBlobs of ${batch.length} blobs`);
     }
