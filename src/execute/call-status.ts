@@ -1,4 +1,4 @@
-import { ProxyError } from '../errors';
+import type { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
 import type { CallStatus } from '../server/server-call';
 import { encodeStatus } from './operation-messages';
@@ -34,8 +34,4 @@ export function callStatusFor(err: ProxyError): CallStatus {
     status.details = encodeStatus({ code: err.code, message: short, violations });
   }
   return status;
-}
-
-export function isProxyErrorWithCode(err: unknown, code: number): err is ProxyError {
-  return err instanceof ProxyError && err.code === code;
 }
