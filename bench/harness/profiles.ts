@@ -1,0 +1,41 @@
+/** How much work each scenario does in each bench mode. Pure data. */
+export interface Profile {
+  name: 'full' | 'quick' | 'tiny';
+  /** Direct/proxy round pairs for scenarios 1 and 2 (64 MiB). */
+  rounds: number;
+  unary: { callsAtC1: number; callsAtC64: number; warmupCalls: number; maxMs: number };
+  /** `repeat` transfers of `size` per run; one transfer of `bigSize` (0 = none) for the memory check. */
+  blobs: { size: number; rounds: number; repeat: number; bigSize: number };
+  streams: { count: number; connections: number; delayMs: number };
+  execute: { warmCalls: number; treeFiles: number; treeDirs: number; treeRefs: number; closurePaths: number; concurrent: number };
+}
+
+const MIB = 1024 * 1024;
+
+export const PROFILES: Record<Profile['name'], Profile> = {
+  full: {
+    name: 'full',
+    rounds: 5,
+    unary: { callsAtC1: 5_000, callsAtC64: 40_000, warmupCalls: 2_000, maxMs: 30_000 },
+    blobs: { size: 64 * MIB, rounds: 5, repeat: 8, bigSize: 1024 * MIB },
+    streams: { count: 10_000, connections: 10, delayMs: 5_000 },
+    execute: { warmCalls: 3_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
+  },
+  quick: {
+    name: 'quick',
+    rounds: 2,
+    unary: { callsAtC1: 1_500, callsAtC64: 10_000, warmupCalls: 1_000, maxMs: 10_000 },
+    blobs: { size: 64 * MIB, rounds: 3, repeat: 4, bigSize: 1024 * MIB },
+    streams: { count: 10_000, connections: 10, delayMs: 3_000 },
+    execute: { warmCalls: 1_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
+  },
+  // For the smoke test: proves the harness works end to end, measures nothing worth quoting.
+  tiny: {
+    name: 'tiny',
+    rounds: 1,
+    unary: { callsAtC1: 100, callsAtC64: 300, warmupCalls: 50, maxMs: 10_000 },
+    blobs: { size: 1 * MIB, rounds: 1, repeat: 2, bigSize: 0 },
+    streams: { count: 200, connections: 2, delayMs: 200 },
+    execute: { warmCalls: 50, treeFiles: 100, treeDirs: 10, treeRefs: 5, closurePaths: 10, concurrent: 5 },
+  },
+};

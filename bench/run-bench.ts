@@ -1,0 +1,136 @@
+/**
+ * The benchmark: what the proxy costs, measured against the upstream alone.
+ *
+ *   npm run bench                 full run (several minutes)
+ *   npm run bench -- --quick      smaller run, under 2 minutes
+ *   node dist/bench/run-bench.js --tiny --out FILE   seconds; for the smoke test
+ *
+ * Other options: --only 1,2,6 (scenario numbers), --out FILE (JSON report),
+ * --cpu-prof (write the proxy's CPU profile to .bench-out/profiles/),
+ * --proxy-cli PATH (benchmark another build of the proxy).
+ *
+ * The memory upstream, the proxy and every load-generator run are separate
+ * processes on 127.0.0.1; all of them are stopped by PID at the end, also on
+ * failure or Ctrl-C. Prints progress to stderr, the result table to stdout,
+ * and writes the same figures as JSON.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { killAllNow, runJson, startServer, stopAll, stopProcess, type ServerProcess } from './harness/child-processes';
+import { gitCommit, machineInfo, markdownTable, type BenchReport } from './harness/bench-report';
+import { LOAD_GENERATOR, type Endpoints } from './harness/compare-runs';
+import { largeBlobs, manyOpenStreams, smallUnaryCalls, type ScenarioContext } from './harness/passthrough-scenarios';
+import { PROFILES, type Profile } from './harness/profiles';
+import type { ScenarioReport } from './harness/scenario-report';
+import type { SeedResult } from './load/seed-upstream';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const UPSTREAM = path.join(__dirname, 'upstream', 'memory-upstream.js');
+
+interface Options {
+  profile: Profile;
+  only: Set<number> | undefined;
+  out: string;
+  /** --out given: write only there (no latest.json next to it). */
+  outGiven: boolean;
+  cpuProf: boolean;
+  proxyCli: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  let name: Profile['name'] = 'full';
+  let only: Set<number> | undefined;
+  let out: string | undefined;
+  let cpuProf = false;
+  let proxyCli = path.join(REPO, 'dist', 'src', 'cli.js');
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') name = 'quick';
+    else if (a === '--tiny') name = 'tiny';
+    else if (a === '--only') only = new Set(value().split(',').map(Number));
+    else if (a === '--out') out = path.resolve(value());
+    else if (a === '--cpu-prof') cpuProf = true;
+    else if (a === '--proxy-cli') proxyCli = path.resolve(value());
+    else throw new Error(`unknown option ${a}; see the comment at the top of bench/run-bench.ts`);
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli };
+}
+
+const started = Date.now();
+function progress(msg: string): void {
+  process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+}
+
+async function startProxy(opts: Options, upstream: ServerProcess, extraArgs: string[] = []): Promise<ServerProcess> {
+  const nodeFlags = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(REPO, '.bench-out', 'profiles')}`] : [];
+  return startServer('proxy', [...nodeFlags, opts.proxyCli, '--listen', '127.0.0.1:0', '--upstream', `grpc://${upstream.listen}`, ...extraArgs], {
+    env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
+  });
+}
+
+async function main(): Promise<number> {
+  const opts = parseArgs(process.argv.slice(2));
+  const wants = (n: number): boolean => !opts.only || opts.only.has(n);
+  const startedAt = new Date().toISOString();
+  const scenarios: ScenarioReport[] = [];
+  const skipped: BenchReport['skipped'] = [];
+  progress(`profile ${opts.profile.name}; starting the memory upstream and the proxy (${path.relative(REPO, opts.proxyCli)})`);
+  const upstream = await startServer('memory upstream', [UPSTREAM]);
+  const seed = await runJson<SeedResult>('seeding', [LOAD_GENERATOR, JSON.stringify({ kind: 'seed', target: upstream.listen })], 60_000);
+  if ([1, 2, 6].some(wants)) {
+    const proxy = await startProxy(opts, upstream);
+    progress(`upstream ${upstream.listen} (pid ${upstream.pid}), proxy ${proxy.listen} (pid ${proxy.pid})`);
+    const ends: Endpoints = { upstream, proxy };
+    const ctx: ScenarioContext = { ends, profile: opts.profile, action: seed.action, progress, judge: opts.profile.name !== 'tiny' };
+    if (wants(1)) scenarios.push(...(await smallUnaryCalls(ctx)));
+    if (wants(2)) scenarios.push(...(await largeBlobs(ctx)));
+    if (wants(6)) scenarios.push(...(await manyOpenStreams(ctx)));
+    // Graceful stop, so that --cpu-prof gets written.
+    await stopProcess(proxy.child, 10_000);
+  }
+  for (const n of [3, 4, 5]) if (wants(n)) skipped.push({ scenario: n, reason: 'the Nix-aware Execute scenarios are not part of this harness yet' });
+
+  const report: BenchReport = {
+    version: 1,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    command: `npm run bench${opts.profile.name === 'full' ? '' : ` -- --${opts.profile.name}`}${opts.only ? ` --only ${[...opts.only].join(',')}` : ''}`,
+    profile: opts.profile.name,
+    gitCommit: gitCommit(REPO),
+    machine: machineInfo(),
+    scenarios,
+    skipped,
+  };
+  mkdirSync(path.dirname(opts.out), { recursive: true });
+  writeFileSync(opts.out, JSON.stringify(report, null, 2) + '\n');
+  if (!opts.outGiven) writeFileSync(path.join(path.dirname(opts.out), 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+  const m = report.machine;
+  process.stdout.write(`\n${markdownTable(scenarios)}\n\n${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}; commit ${report.gitCommit ?? 'unknown'}\n`);
+  for (const s of skipped) process.stdout.write(`scenario ${s.scenario} skipped: ${s.reason}\n`);
+  process.stdout.write(`JSON report: ${path.relative(process.cwd(), opts.out)}\n`);
+  return 0;
+}
+
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    progress(`${sig}: stopping everything`);
+    void stopAll(2000).then(() => process.exit(130));
+  });
+}
+
+main()
+  .catch((err: unknown) => {
+    progress(`failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    return 1;
+  })
+  .then(async (code) => {
+    await stopAll();
+    process.exit(code);
+  });
