@@ -74,31 +74,27 @@ async function writeBlob(
     if (value) messages.push(value);
   });
   call.on('status', (s) => setImmediate(() => resolveAnswer({ messages, code: s.code, details: s.details, headers: undefined, trailers: s.metadata })));
+  let answered = false;
+  void answer.then(() => (answered = true));
   let offset = options.startOffset ?? 0;
-  const list = [...chunksLazy(chunks)];
-  for (let i = 0; i < list.length; i++) {
-    const data = list[i]!();
-    const last = i === list.length - 1;
+  // One chunk of lookahead tells which is last; chunks are produced as they are sent, never all at once.
+  const iterator = chunks[Symbol.iterator]();
+  let next = iterator.next();
+  // Stops sending once the server has answered (an early error), as a real client does.
+  for (let first = true; !next.done && !answered; first = false) {
+    const data = next.value;
+    next = iterator.next();
     const message = encode(MSG.WriteRequest, {
-      resourceName: i === 0 ? resourceName : '',
+      resourceName: first ? resourceName : '',
       writeOffset: offset,
       data,
-      finishWrite: last && options.finish !== false,
+      finishWrite: Boolean(next.done) && options.finish !== false,
     });
     offset += data.length;
     if (!call.write(message)) await Promise.race([once(call, 'drain'), answer]);
   }
   call.end();
   return answer;
-}
-
-/** Defers producing each chunk until it is written, so big uploads never sit in memory. */
-function* chunksLazy(chunks: Iterable<Buffer>): Generator<() => Buffer> {
-  const iterator = chunks[Symbol.iterator]();
-  for (let next = iterator.next(); !next.done; next = iterator.next()) {
-    const value = next.value;
-    yield () => value;
-  }
 }
 
 const path = (p: string) => p;
