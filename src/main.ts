@@ -2,17 +2,21 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
-import { UpstreamPool } from './passthrough/upstream-pool';
-import { parseUpstreamUrl } from './passthrough/upstream-target';
-import { Http2UpstreamCaller } from './passthrough/http2-upstream-caller';
-import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
-import { HealthService } from './server/health-service';
-import { ProxyServer } from './server/proxy-server';
-import type { UpstreamCaller } from './passthrough/upstream-caller';
 import { packageVersion } from './config/version';
+import { createCasClient } from './execute/cas-client';
+import { createExecuteService } from './execute/execute-handler';
+import { GrpcCasReader } from './execute/grpc-cas-reader';
 import { NO_METRICS, type Metrics } from './metrics/metrics';
 import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics-server';
 import { PrometheusMetrics } from './metrics/prometheus-metrics';
+import { Http2UpstreamCaller } from './passthrough/http2-upstream-caller';
+import { UpstreamPool } from './passthrough/upstream-pool';
+import { parseUpstreamUrl } from './passthrough/upstream-target';
+import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
+import { HealthService } from './server/health-service';
+import { ProxyServer } from './server/proxy-server';
+import { createClosureEnsurer } from './store/create-closure-ensurer';
+import type { NixRunner } from './store/nix-command';
 
 /** Services whose health the proxy reports; it serves every one of them (itself or by forwarding). */
 const SERVED_SERVICES = new Set([
@@ -32,13 +36,16 @@ export interface RunningProxy {
   endpoint: string;
   /** host:port of the Prometheus /metrics listener, when metricsListen is set. */
   metricsEndpoint?: string;
+  /** Where components report counts (a no-op unless metricsListen is set). */
+  metrics: Metrics;
   /** Graceful shutdown: NOT_SERVING, stop accepting, drain, then drop after `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
 
+/** Seams for tests and embedding; production passes nothing. */
 export interface ProxyExtras {
-  /** Builds the Nix-aware Execute service; called only when a shared store is configured. */
-  executeService?: (deps: { config: Config; upstream: UpstreamCaller; logger: Logger; metrics: Metrics }) => ExecuteService;
+  /** Replaces the Nix process runner (tests count and fault-inject Nix processes through it). */
+  nixRunner?: NixRunner;
   /** Also told about every finished call (besides the metrics, when metricsListen is set). */
   observer?: CallObserver;
 }
@@ -47,6 +54,12 @@ export interface ProxyExtras {
 export async function startProxy(config: Config, logger: Logger, extras: ProxyExtras = {}): Promise<RunningProxy> {
   const target = parseUpstreamUrl(config.upstream);
   const read = (file: string | undefined): Buffer | undefined => (file ? readFileSync(file) : undefined);
+  const upstreamTls = {
+    ca: read(config.upstreamTls.ca),
+    cert: read(config.upstreamTls.cert),
+    key: read(config.upstreamTls.key),
+    serverName: config.upstreamTls.serverName,
+  };
   const pool = new UpstreamPool(
     target,
     {
@@ -54,21 +67,27 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
       connectTimeoutMs: config.connectTimeoutMs,
       keepaliveTimeMs: config.keepalive.timeMs,
       keepaliveTimeoutMs: config.keepalive.timeoutMs,
-      tls: {
-        ca: read(config.upstreamTls.ca),
-        cert: read(config.upstreamTls.cert),
-        key: read(config.upstreamTls.key),
-        serverName: config.upstreamTls.serverName,
-      },
+      tls: upstreamTls,
     },
     logger,
   );
   const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
   const prometheus = config.metricsListen ? new PrometheusMetrics({ version: packageVersion(), processMetrics: true }) : undefined;
   const metrics: Metrics = prometheus ?? NO_METRICS;
-  const execute = config.sharedStore && extras.executeService
-    ? extras.executeService({ config, upstream, logger, metrics })
-    : undefined;
+  const closers: Array<() => void | Promise<void>> = [];
+
+  let execute: ExecuteService | undefined;
+  if (config.sharedStore) {
+    // The CAS reader asks for responses up to the proxy's own message limit (and at least gRPC's usual 4 MiB).
+    const maxResponseBytes = Math.max(config.maxMessageBytes, 4 * 1024 * 1024);
+    const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
+    closers.push(() => casClient.close());
+    const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, logger });
+    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner });
+    closers.push(() => ensurer.close());
+    execute = createExecuteService({ casReader, ensurer, upstream, config, logger });
+  }
+
   const health = new HealthService(SERVED_SERVICES);
   const observer = combineObservers(prometheus, extras.observer);
   const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer });
@@ -95,18 +114,24 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   } catch (err) {
     await metricsServer?.close();
     pool.close();
+    for (const close of closers) await close();
     throw err;
   }
   const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  logger.info({ listen: endpoint, upstream: target.url, nix: Boolean(execute), metrics: metricsServer?.endpoint }, 'listening');
+  logger.info(
+    { listen: endpoint, upstream: target.url, sharedStore: config.sharedStore ?? null, metrics: metricsServer?.endpoint },
+    'listening',
+  );
   return {
     address,
     endpoint,
+    metrics,
     ...(metricsServer ? { metricsEndpoint: metricsServer.endpoint } : {}),
     async close(graceMs = config.shutdownGraceMs) {
       health.setNotServing();
       await server.close(graceMs);
       pool.close();
+      for (const close of closers) await close();
       // Last, so a scrape during the drain still sees the final counts.
       await metricsServer?.close();
     },
