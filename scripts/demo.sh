@@ -199,14 +199,17 @@ fi
 grep -E '^INFO: [0-9]+ process' "$T/proxy-build.log" | sed 's/^/   /'
 for f in a b c; do say "bazel-bin/$f.txt: $(cat "$WS/bazel-bin/$f.txt")"; done
 say "${green}SUCCEEDED${off}"
-say "the proxy's log, one line per Execute:"
+say "the proxy's log, one line per Execute (action, outcome, store paths referenced/missing/copied, time):"
 node -e '
   const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n");
   for (const l of lines) {
     let o; try { o = JSON.parse(l); } catch { continue; }
-    if (!/execute/i.test(String(o.msg)) && !/Execute/.test(String(o.method ?? ""))) continue;
-    const { level, time, pid, hostname, ...rest } = o;
-    console.log("   " + JSON.stringify(rest));
+    if (o.msg !== "execute") continue;
+    const action = String(o.action ?? "?").replace(/^(.{12}).*\//, "$1…/");
+    const names = (o.sample ?? []).map((p) => String(p).replace(/^\/nix\/store\/[^-]+-/, "")).join(", ");
+    const total = o.ms && o.ms.total !== undefined ? `${o.ms.total} ms` : "";
+    console.log(`     ${action}  ${o.outcome ?? "?"}  refs=${o.references ?? "?"} missing=${o.missing ?? "?"} ` +
+      `copied=${o.realised ?? "?"} joined=${o.joined ?? 0}  ${total}  [${names}]`);
   }' "$T/proxy.log"
 
 # --------------------------------------------------------------------------
