@@ -251,7 +251,8 @@ describe('Execute', () => {
     const { service, ensurer } = setup({ limits: { prepareTimeoutMs: 50 } });
     const call = new FakeServerCall(EXECUTE_PATH, putAction('timeout').request);
     await service.execute(call);
-    expect(ensurer.calls[0]!.signal.aborted).toBe(true);
+    // Whichever step the time ran out in (reading, or the ensurer that never answers), it was stopped.
+    for (const c of ensurer.calls) expect(c.signal.aborted).toBe(true);
     expect(call.status?.code).toBe(Code.DEADLINE_EXCEEDED);
     expect(call.status?.message).toContain('limits.prepareTimeoutMs');
   });

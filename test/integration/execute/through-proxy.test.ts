@@ -7,7 +7,11 @@ import { EXECUTE_PATH, WAIT_EXECUTION_PATH } from '../../../src/execute/follow-e
 import { GrpcCasReader } from '../../../src/execute/grpc-cas-reader';
 import { isOurOperationName } from '../../../src/execute/operation-names';
 import { ProxyError } from '../../../src/errors';
-import { startProxy, type RunningProxy } from '../../../src/main';
+import { Http2UpstreamCaller } from '../../../src/passthrough/http2-upstream-caller';
+import { UpstreamPool } from '../../../src/passthrough/upstream-pool';
+import { CallRouter } from '../../../src/server/call-router';
+import { HealthService } from '../../../src/server/health-service';
+import { ProxyServer } from '../../../src/server/proxy-server';
 import { parseUpstreamUrl } from '../../../src/passthrough/upstream-target';
 import { Code } from '../../../src/reapi/grpc-status';
 import { T } from '../../../src/reapi/protos';
@@ -18,14 +22,17 @@ import { directoryBytes, P } from '../../unit/execute/fixtures';
 import { FakeEnsurer } from './fakes';
 
 /**
- * The Execute service inside the real proxy (HTTP/2 server, router, pooled
- * upstream relay), driven by a grpc-js client, in front of the fake upstream.
+ * The Execute service inside the real proxy stack (HTTP/2 listener, router,
+ * pooled upstream relay, the CAS client as the composition root builds it),
+ * driven by a grpc-js client, in front of the fake upstream. The store side
+ * is a fake ensurer, so the test decides when and how "realising" ends.
  */
 
 const INSTANCE = 'ci';
 let fake: FakeUpstream;
 let stopFake: () => Promise<void>;
-let proxy: RunningProxy;
+let server: ProxyServer;
+let pool: UpstreamPool;
 let casClient: grpc.Client;
 let client: grpc.Client;
 const ensurer = new FakeEnsurer();
@@ -42,18 +49,33 @@ beforeAll(async () => {
     sharedStore: '/unused-in-this-test',
     progressIntervalMs: 20,
   };
-  casClient = createCasClient(parseUpstreamUrl(config.upstream), { maxResponseBytes: config.maxMessageBytes, keepalive: config.keepalive });
+  const target = parseUpstreamUrl(config.upstream);
+  pool = new UpstreamPool(
+    target,
+    { connections: 1, connectTimeoutMs: 5000, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000, tls: {} },
+    logger,
+  );
+  const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
+  casClient = createCasClient(target, { maxResponseBytes: config.maxMessageBytes, keepalive: config.keepalive });
   const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: config.upstream, maxResponseBytes: config.maxMessageBytes, logger });
-  proxy = await startProxy(config, logger, {
-    executeService: (deps) => createExecuteService({ ...deps, casReader, ensurer }),
+  const execute = createExecuteService({ casReader, ensurer, upstream, config, logger });
+  const router = new CallRouter({
+    pool,
+    health: new HealthService(new Set(['build.bazel.remote.execution.v2.Execution'])),
+    execute,
+    maxMessageBytes: config.maxMessageBytes,
+    logger,
   });
-  client = new grpc.Client(proxy.endpoint, grpc.credentials.createInsecure());
+  server = new ProxyServer({ host: '127.0.0.1', port: 0, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000 }, router, logger);
+  const address = await server.listen();
+  client = new grpc.Client(`127.0.0.1:${address.port}`, grpc.credentials.createInsecure());
 });
 
 afterAll(async () => {
   client?.close();
   casClient?.close();
-  await proxy?.close(100);
+  await server?.close(100);
+  pool?.close();
   await stopFake?.();
 });
 
