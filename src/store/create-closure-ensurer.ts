@@ -7,13 +7,16 @@
  *          ├ store:    BoundedChecks → RetryingWrites → SerialisedWrites → NixCliSharedStore
  *          └ realiser: SingleFlightRealiser → SourceOrderRealiser(store, NixCliPathSource per substituter)
  *
- * GC roots for copied paths belong directly around NixCliSharedStore (inside
- * SerialisedWrites): a decorator that creates each root before delegating
- * copyFrom, so the root and the copy are made under the same write lock.
+ * With `deps.leases` (src/gc), a RootingEnsurer wraps all of this: every
+ * ensured path gets its GC root before the validity check, so a copy is never
+ * unrooted, and a path that is valid already (kept alive by someone else's
+ * root) is rooted too. Rooting at copyFrom alone would miss those.
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { ProxyError } from '../errors';
+import type { PathLeases } from '../gc/path-leases';
+import { RootingEnsurer } from '../gc/rooting-ensurer';
 import { Code } from '../reapi/grpc-status';
 import { BoundedChecks } from './bounded-checks';
 import { CheckingEnsurer } from './checking-ensurer';
@@ -42,6 +45,8 @@ export interface ClosureEnsurerDeps {
   validityCacheEntries?: number;
   /** Backoff before the first write retry; default 200 ms. */
   retryBaseDelayMs?: number;
+  /** GC roots (createGcRoots): every ensured path is rooted and held while it is ensured. */
+  leases?: PathLeases;
 }
 
 /** A ClosureEnsurer that owns background work: `close()` stops running realisations (at shutdown). */
@@ -115,6 +120,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
       maxEntries: deps.validityCacheEntries ?? 200_000,
     });
   }
+  if (deps.leases) ensurer = new RootingEnsurer(ensurer, deps.leases);
   logger.info(
     { sharedStore: shared.url, substituters: substituters.map((s) => s.url), visibleAt: config.visibleAt, requireSigs: config.requireSigs },
     'closure ensurer ready',

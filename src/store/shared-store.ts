@@ -22,8 +22,8 @@
  *   about the paths (not in the source, closure incomplete there, bad
  *   signature); UNAVAILABLE when a store could not be used or Nix failed in a
  *   way worth retrying; DEADLINE_EXCEEDED; CANCELLED.
- *   This is the seam where GC roots belong: a decorator can register a root
- *   for each path before delegating, so the copy is never unrooted.
+ *   GC roots are made before this is called, by the RootingEnsurer around
+ *   the whole ensurer (src/gc), which also roots paths that are valid already.
  * - Safe to call concurrently; the backend itself does not serialise writes.
  */
 export interface SharedStore {
