@@ -78,10 +78,22 @@ async function forwardExecute(entry: ExecutionEntry, call: ServerCall, deps: Fol
   entry.forwardingActive = true;
   entry.setState('forwarding');
   const started = Date.now();
-  const outcome = await deps.upstream.relay(call, EXECUTE_PATH, entry.requestFrame, {
-    onMessage: (message) => entry.observeUpstream(message),
-  });
-  entry.forwardingActive = false;
+  let code: number = Code.UNKNOWN;
+  try {
+    code = (
+      await deps.upstream.relay(call, EXECUTE_PATH, entry.requestFrame, {
+        onMessage: (message) => entry.observeUpstream(message),
+      })
+    ).code;
+  } finally {
+    // Even if the relay broke its contract and threw, waiting calls must not wait forever.
+    entry.forwardingActive = false;
+    settleAfterForward(entry, call, deps);
+  }
+  return { forwardMs: Date.now() - started, relayCode: code };
+}
+
+function settleAfterForward(entry: ExecutionEntry, call: ServerCall, deps: FollowDeps): void {
   if (entry.state === 'finished') deps.registry.touch(entry);
   else if (entry.upstreamName !== undefined) entry.setState('forwarding');
   else if (call.signal.aborted) entry.setState('ready');
@@ -91,7 +103,6 @@ async function forwardExecute(entry: ExecutionEntry, call: ServerCall, deps: Fol
     entry.setState('gone');
     deps.registry.delete(entry);
   }
-  return { forwardMs: Date.now() - started, relayCode: outcome.code };
 }
 
 async function relayWait(entry: ExecutionEntry, upstreamName: string, call: ServerCall, deps: FollowDeps): Promise<FollowOutcome> {
