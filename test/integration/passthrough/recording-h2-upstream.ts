@@ -1,0 +1,76 @@
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A bare node:http2 server standing in for the upstream where a test must see
+ * the HTTP/2 request itself (headers grpc-js would hide, such as grpc-timeout,
+ * or paths no service defines). Each request is recorded with its raw header
+ * list and body, then answered with a trailers-only gRPC status.
+ */
+
+export interface SeenRequest {
+  path: string;
+  /** Raw header list as name/value pairs, pseudo-headers included. */
+  headers: Array<[string, string]>;
+  body: Buffer;
+}
+
+export interface RecordingUpstream {
+  url: string;
+  seen: SeenRequest[];
+  /** Resolves with the next request (or the first already seen) whose path matches. */
+  next(path: string): Promise<SeenRequest>;
+  stop(): Promise<void>;
+}
+
+export async function startRecordingUpstream(answer: { code: number; message: string }): Promise<RecordingUpstream> {
+  const seen: SeenRequest[] = [];
+  const waiters: Array<{ path: string; resolve: (r: SeenRequest) => void }> = [];
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const server = http2.createServer();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  server.on('stream', (stream, _headers, _flags, raw: string[]) => {
+    const headers: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) headers.push([raw[i]!, raw[i + 1]!]);
+    const path = headers.find(([k]) => k === ':path')?.[1] ?? '';
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('error', () => undefined);
+    stream.on('end', () => {
+      const request = { path, headers, body: Buffer.concat(chunks) };
+      seen.push(request);
+      const i = waiters.findIndex((w) => w.path === path);
+      if (i >= 0) waiters.splice(i, 1)[0]!.resolve(request);
+      if (!stream.destroyed) {
+        stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(answer.code), 'grpc-message': encodeURIComponent(answer.message) },
+          { endStream: true },
+        );
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `grpc://127.0.0.1:${port}`,
+    seen,
+    next(path) {
+      const found = seen.find((r) => r.path === path);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve) => waiters.push({ path, resolve }));
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sessions) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Values of header `name` in a raw header list, in order. */
+export function headerValues(request: SeenRequest, name: string): string[] {
+  return request.headers.filter(([k]) => k === name).map(([, v]) => v);
+}
