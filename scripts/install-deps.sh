@@ -36,7 +36,7 @@ installed() {
 # where apt is configured to skip Recommends.
 with_recommends=(nix-bin nix-setup-systemd)
 # Bazel pulls in a JDK and build-essential; its Recommends are not needed.
-without_recommends=(bazel-bootstrap bazel-bootstrap-source default-jdk-headless openssh-server util-linux)
+without_recommends=(bazel-bootstrap bazel-bootstrap-source default-jdk-headless openssh-server util-linux openssl nfs-ganesha nfs-ganesha-vfs)
 
 missing_with=()
 missing_without=()
