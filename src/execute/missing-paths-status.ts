@@ -33,7 +33,7 @@ export function missingPathsStatus(err: ProxyError, references: References): Rpc
   if (count > LISTED_IN_MESSAGE) lines.push(`  ...and ${count - LISTED_IN_MESSAGE} more`);
   const subject = count === 1 ? 'a Nix store path' : `${count} Nix store paths`;
   const message =
-    `nix-reapi-proxy could not make ${subject} this action needs valid on the executors' shared Nix store:\n` +
+    `nix-reapi-proxy could not put ${subject} this action needs into the executors' shared Nix store:\n` +
     `${lines.join('\n')}\n` +
     'The action did not run and nothing was cached. To fix: make the paths available from one of the ' +
     "proxy's substituters (e.g. `nix copy --to <your binary cache> <path>` from a machine that has them), " +
