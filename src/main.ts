@@ -83,9 +83,9 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
     closers.push(() => casClient.close());
     const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, logger });
-    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner });
+    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics });
     closers.push(() => ensurer.close());
-    execute = createExecuteService({ casReader, ensurer, upstream, config, logger });
+    execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics });
   }
 
   const health = new HealthService(SERVED_SERVICES);

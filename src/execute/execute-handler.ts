@@ -6,6 +6,7 @@ import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
 import type { ServerCall } from '../server/server-call';
 import type { ClosureEnsurer } from '../store/closure-ensurer';
+import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { callStatusFor } from './call-status';
 import type { CasReader } from './cas-reader';
 import { digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
@@ -24,6 +25,8 @@ export interface ExecuteServiceDeps {
   upstream: UpstreamCaller;
   config: Config;
   logger: Logger;
+  /** Where preparation counts go; a no-op when absent. */
+  metrics?: Metrics;
   tuning?: {
     registry?: RegistryBounds;
     /** How long a preparation goes on with no call following it (default: 30 s, at least 2 progress intervals). */
@@ -60,6 +63,7 @@ type PrepareEnd = 'ready' | 'missing-paths' | 'failed';
  */
 export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   const { config, logger } = deps;
+  const metrics = deps.metrics ?? NO_METRICS;
   const registry = new OperationRegistry(deps.tuning?.registry);
   const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries));
   const graceMs = deps.tuning?.detachGraceMs ?? Math.max(30_000, 2 * config.progressIntervalMs);
@@ -216,6 +220,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   ): void {
     const walk = report.walk;
     const ensure = report.ensure;
+    recordMetrics(report, end, totalMs - (followed.forwardMs ?? 0));
     if (walk !== undefined && walk.stats.filesSkippedBudget > 0) {
       logger.warn(
         { action: digestKey(parsed.actionDigest), operation: entry.name, files: walk.stats.filesSkippedBudget, limit: config.limits.scanTotalBytes },
@@ -258,6 +263,20 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       },
       'execute',
     );
+  }
+
+  function recordMetrics(report: PrepareReport, end: PrepareEnd, prepareMs: number): void {
+    const walk = report.walk;
+    const ensure = report.ensure;
+    if (walk) metrics.cacheLookups('tree', walk.stats.memoHits, walk.stats.directoriesFetched + walk.stats.filesFetched);
+    // The Command read and the tree walk overlap; 'read' is the span until both are done.
+    const read = report.readMs !== undefined || report.walkMs !== undefined ? Math.max(report.readMs ?? 0, report.walkMs ?? 0) : undefined;
+    const steps = { read, check: ensure?.checkMs, realise: ensure?.realiseMs, visible: ensure?.visibleWaitMs, total: prepareMs };
+    if (end === 'ready' && ensure) {
+      metrics.executePrepared({ steps, references: report.references.size, missing: ensure.missing.length, realised: ensure.realised.length });
+    } else if (end !== 'ready') {
+      metrics.executePrepareFailed({ reason: report.error?.reason ?? 'INTERNAL', steps });
+    }
   }
 
   return { execute, waitExecution };

@@ -31,6 +31,10 @@ import { SingleFlightRealiser } from './single-flight-realiser';
 import { SourceOrderRealiser } from './source-order-realiser';
 import { parseSharedStoreUrl, parseSubstituterUrl, type StoreUrl } from './store-url';
 import { ValidityCachingEnsurer } from './validity-caching-ensurer';
+import { MeteredClosureEnsurer } from '../metrics/metered-closure-ensurer';
+import { MeteredRealiser } from '../metrics/metered-realiser';
+import { MeteredSharedStore } from '../metrics/metered-shared-store';
+import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { VisibilityWaitingEnsurer } from './visibility-waiting-ensurer';
 
 export interface ClosureEnsurerDeps {
@@ -43,6 +47,8 @@ export interface ClosureEnsurerDeps {
   maxConcurrentChecks?: number;
   /** Positive validity cache size; default 200 000 paths. */
   validityCacheEntries?: number;
+  /** Where validity checks, realisations and single-flight joins are counted; a no-op when absent. */
+  metrics?: Metrics;
   /** Backoff before the first write retry; default 200 ms. */
   retryBaseDelayMs?: number;
   /** GC roots (createGcRoots): every ensured path is rooted and held while it is ensured. */
@@ -80,6 +86,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   }
 
   const logger = deps.logger.child({ component: 'nix-store' });
+  const metrics = deps.metrics ?? NO_METRICS;
   const runner = deps.runner ?? new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
   const backend = new NixCliSharedStore({
     store: shared,
@@ -91,7 +98,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
     exists: deps.exists,
   });
   const store: SharedStore = new BoundedChecks(
-    new RetryingWrites(new SerialisedWrites(backend), {
+    new RetryingWrites(new SerialisedWrites(new MeteredSharedStore(backend, metrics)), {
       retries: config.limits.realiseRetries,
       baseDelayMs: deps.retryBaseDelayMs,
       logger,
@@ -100,11 +107,14 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   );
   const sources = substituters.map((s) => new NixCliPathSource({ store: s, runner, exists: deps.exists }));
   const lifetime = new AbortController();
-  const realiser = new SingleFlightRealiser(new SourceOrderRealiser(store, sources, logger), {
-    maxConcurrent: config.limits.concurrentRealisations,
-    lifetime: lifetime.signal,
-    logger,
-  });
+  const realiser = new MeteredRealiser(
+    new SingleFlightRealiser(new SourceOrderRealiser(store, sources, logger), {
+      maxConcurrent: config.limits.concurrentRealisations,
+      lifetime: lifetime.signal,
+      logger,
+    }),
+    metrics,
+  );
 
   let ensurer: ClosureEnsurer = new CheckingEnsurer(store, realiser, logger);
   if (config.visibleAt !== undefined) {
@@ -121,6 +131,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
     });
   }
   if (deps.leases) ensurer = new RootingEnsurer(ensurer, deps.leases);
+  ensurer = new MeteredClosureEnsurer(ensurer, metrics);
   logger.info(
     { sharedStore: shared.url, substituters: substituters.map((s) => s.url), visibleAt: config.visibleAt, requireSigs: config.requireSigs },
     'closure ensurer ready',
