@@ -22,6 +22,8 @@ export interface Answer {
 export interface CallOptions {
   metadata?: grpc.Metadata;
   deadline?: number;
+  /** Client streams: do not half-close after the last request (an upload still in progress). */
+  keepOpen?: boolean;
   /** Sees the call object once it exists (to cancel it, watch data...). */
   onCall?: (call: grpc.ClientUnaryCall | grpc.ClientReadableStream<Buffer> | grpc.ClientWritableStream<Buffer>) => void;
 }
@@ -90,7 +92,7 @@ export function clientStream(client: grpc.Client, path: string, requests: Iterab
       if (answered) return;
       if (!call.write(request)) await Promise.race([once(call, 'drain'), answer]);
     }
-    if (!answered) call.end();
+    if (!answered && !options.keepOpen) call.end();
   })();
   return answer;
 }
