@@ -31,6 +31,7 @@ import { SpawnNixRunner, type NixRunner } from '../store/nix-command';
 import { Reasons } from '../store/shared-store';
 import { parseSharedStoreUrl, type StoreUrl } from '../store/store-url';
 import { GcRoots } from './gc-roots';
+import { MAX_SOCKET_PATH_BYTES } from './gc-socket';
 import { LEASE_REFRESH_MS, MAX_HELD_PATHS, NOT_VALID_GRACE_MS, rootTimings } from './gc-roots-settings';
 import { replicaId } from './lease-file';
 import { NO_LEASES, type PathLease, type PathLeases } from './path-leases';
@@ -105,6 +106,17 @@ function prepareDir(location: Extract<RootLocation, { on: true }>, logger: Logge
   }
 }
 
+/** The GC socket path, unless it is too long to connect to (then a GC already running may miss new roots; say so). */
+function usableSocket(socket: string | undefined, logger: Logger): string | undefined {
+  if (socket === undefined) return undefined;
+  if (Buffer.byteLength(socket) <= MAX_SOCKET_PATH_BYTES) return socket;
+  logger.warn(
+    { socket },
+    'the store GC socket path is too long to connect to; a garbage collection already running when a path is first used may still delete it',
+  );
+  return undefined;
+}
+
 export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
   const logger = deps.logger.child({ component: 'gc-roots' });
   if (!config.sharedStore) {
@@ -130,6 +142,7 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
   }
 
   const timings = rootTimings(config);
+  const gcSocket = usableSocket(location.gcSocket, logger);
   const now = deps.now ?? Date.now;
   const fs = deps.fs ?? nodeRootFs;
   const metrics = deps.metrics ?? NO_METRICS;
@@ -146,6 +159,7 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
     lingerMs: deps.lingerMs ?? timings.lingerMs,
     leaseRefreshMs: deps.leaseRefreshMs ?? LEASE_REFRESH_MS,
     maxHeldPaths: MAX_HELD_PATHS,
+    gcSocket,
     logger,
     metrics,
   });
@@ -159,7 +173,17 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
     onSweep: deps.onSweep,
     sweep: (signal) =>
       pruneRoots(
-        { rootsDir: location.dir, store, runner, fs, now, logger, exists: deps.exists, heldHere: () => roots.heldPaths() },
+        {
+          rootsDir: location.dir,
+          store,
+          runner,
+          fs,
+          now,
+          logger,
+          exists: deps.exists,
+          heldHere: () => roots.heldPaths(),
+          gcSocket,
+        },
         {
           unusedForMs: config.rootRetentionMs,
           budgetBytes: config.rootedSizeBudgetBytes,

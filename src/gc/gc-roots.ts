@@ -15,6 +15,9 @@
  *   the validity cache's ttl) keeps warm paths held between actions, and also
  *   covers the validity cache: a path the cache calls valid is still held, so
  *   its root cannot have been dropped and the path collected.
+ * - A GC that was already running when a root appeared never read it: right
+ *   after making roots, the paths are announced on the store's GC socket
+ *   (gc-socket.ts), as Nix's own clients do, so that GC keeps them too.
  * - Last use: the root's mtime, moved at most once per touch interval per path
  *   (in the background on the warm path).
  * - The lease file is rewritten every refresh interval and says it expires
@@ -27,6 +30,7 @@ import type { Logger } from 'pino';
 import { STORE_PATH_RE } from '../nix/store-path';
 import type { Metrics } from '../metrics/metrics';
 import { Semaphore } from '../store/semaphore';
+import { tellRunningGc } from './gc-socket';
 import type { PathLease, PathLeases } from './path-leases';
 import type { RootFs } from './root-fs';
 import { ensureRoot, removeLease, touchRoot, writeLease, type RootsDirSpec } from './roots-dir';
@@ -48,6 +52,10 @@ export interface GcRootsOptions {
   leaseRefreshMs: number;
   /** Held paths beyond this have their linger cut short, oldest first. */
   maxHeldPaths: number;
+  /** The store's GC socket: new roots are announced to a GC already running. */
+  gcSocket?: string;
+  /** Longest wait for a running GC to acknowledge new roots. */
+  gcSocketTimeoutMs?: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -202,6 +210,7 @@ export class GcRoots implements PathLeases {
           }),
         ),
       );
+      await this.announce(fresh.map((h) => h.path));
       if (created > 0) {
         this.o.metrics.gcRoots({ added: created, dropped: 0 });
         this.o.logger.debug({ created, entered: fresh.length }, 'GC roots created');
@@ -214,19 +223,27 @@ export class GcRoots implements PathLeases {
     }
   }
 
+  /** Tells a GC that started before these roots existed about them (roots first, then this). */
+  private async announce(paths: string[]): Promise<void> {
+    if (!this.o.gcSocket) return;
+    const answer = await tellRunningGc(this.o.gcSocket, paths, this.o.gcSocketTimeoutMs ?? 60_000);
+    if (answer === 'told') this.o.logger.info({ paths: paths.length }, 'told the running garbage collector about new roots');
+  }
+
   private async touch(list: Held[]): Promise<void> {
     const now = this.o.now();
-    let recreated = 0;
+    const recreated: string[] = [];
     for (const h of list) {
       try {
-        if ((await touchRoot(this.o.fs, this.spec, h.path, now)) === 'created') recreated++;
+        if ((await touchRoot(this.o.fs, this.spec, h.path, now)) === 'created') recreated.push(h.path);
       } catch (err) {
         this.o.logger.warn({ err, path: h.path }, 'recording last use of a GC root failed');
       }
     }
-    if (recreated > 0) {
-      this.o.metrics.gcRoots({ added: recreated, dropped: 0 });
-      this.o.logger.warn({ recreated }, 'GC roots of held paths were missing and have been made again');
+    if (recreated.length > 0) {
+      await this.announce(recreated).catch((err: unknown) => this.o.logger.warn({ err }, 'announcing re-created roots failed'));
+      this.o.metrics.gcRoots({ added: recreated.length, dropped: 0 });
+      this.o.logger.warn({ recreated: recreated.length }, 'GC roots of held paths were missing and have been made again');
     }
   }
 
@@ -244,6 +261,7 @@ export class GcRoots implements PathLeases {
         }),
       ),
     );
+    await this.announce(list.map((h) => h.path));
     if (created > 0) this.o.metrics.gcRoots({ added: created, dropped: 0 });
     this.o.logger.info({ checked: list.length, recreated: created }, 'GC roots of held paths checked again');
   }

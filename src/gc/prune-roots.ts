@@ -21,6 +21,7 @@ import type { NixRunner } from '../store/nix-command';
 import type { StoreUrl } from '../store/store-url';
 import { unionNarBytes } from './closure-union';
 import type { GcSummary } from './gc-output';
+import { tellRunningGc } from './gc-socket';
 import { MAX_LEASE_TTL_MS } from './lease-file';
 import { planPrune, type PlannedDrop } from './prune-plan';
 import type { RootFs } from './root-fs';
@@ -41,6 +42,8 @@ export interface PruneContext {
   /** Paths this process itself holds, on top of what the lease files say. */
   heldHere?: () => ReadonlySet<string>;
   maxRoots?: number;
+  /** The store's GC socket: restored roots are announced to a GC already running. */
+  gcSocket?: string;
 }
 
 export interface PruneRequest {
@@ -153,7 +156,10 @@ export async function pruneRoots(ctx: PruneContext, req: PruneRequest): Promise<
       await ensureRoot(ctx.fs, { dir: ctx.rootsDir, mustExist: ctx.rootsDir }, d.path, ctx.now(), 0);
       restored.push(d.path);
     }
-    if (restored.length > 0) log.info({ restored: restored.length }, 'prune: re-created roots that running actions took meanwhile');
+    if (restored.length > 0) {
+      if (ctx.gcSocket) await tellRunningGc(ctx.gcSocket, restored, 60_000);
+      log.info({ restored: restored.length }, 'prune: re-created roots that running actions took meanwhile');
+    }
   }
   if (!req.dryRun) await removeOldLeases(ctx, first.reading, log);
 

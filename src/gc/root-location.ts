@@ -27,6 +27,8 @@ export type RootLocation =
        * would make Nix start an empty store there.
        */
       mustExist: string;
+      /** The store's GC socket (Nix >= 2.4), when it is on this host: how a running GC learns of new roots. */
+      gcSocket?: string;
       /** For the start-up log: where the directory came from. */
       basis: string;
     }
@@ -37,7 +39,7 @@ function join(a: string, b: string): string {
 }
 
 function underState(stateDir: string, basis: string, mustExist: string): RootLocation {
-  return { on: true, dir: join(join(stateDir, 'gcroots'), ROOTS_SUBDIR), mustExist, basis };
+  return { on: true, dir: join(join(stateDir, 'gcroots'), ROOTS_SUBDIR), mustExist, gcSocket: join(stateDir, 'gc-socket/socket'), basis };
 }
 
 function parentOf(dir: string): string {

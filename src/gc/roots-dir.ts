@@ -167,6 +167,8 @@ export async function listRoots(fs: RootFs, rootsDir: string, maxRoots: number):
   try {
     names = await fs.readdir(rootsDir);
   } catch (err) {
+    // Made with the first root: until then there is nothing to list.
+    if (errorCode(err) === 'ENOENT') return { roots: [], foreign: [] };
     throw fsError('listing GC roots in', rootsDir, err);
   }
   if (names.length > maxRoots + 1) {

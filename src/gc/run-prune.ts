@@ -7,6 +7,7 @@
  * process.stdout.write(formatPruneReport(report, Date.now()))`; exit non-zero
  * when it throws (a ProxyError whose message says what to do).
  */
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { ProxyError } from '../errors';
@@ -16,6 +17,7 @@ import { SpawnNixRunner, type NixRunner } from '../store/nix-command';
 import { Reasons } from '../store/shared-store';
 import { parseSharedStoreUrl } from '../store/store-url';
 import { NOT_VALID_GRACE_MS } from './gc-roots-settings';
+import { MAX_SOCKET_PATH_BYTES } from './gc-socket';
 import { pruneRoots, type PruneReport } from './prune-roots';
 import { errorCode, nodeRootFs, type RootFs } from './root-fs';
 import { rootLocation } from './root-location';
@@ -48,13 +50,17 @@ export async function runPrune(options: PruneOptions, logger: Logger): Promise<P
     throw new ProxyError(Code.FAILED_PRECONDITION, GC_REASONS.ROOTS_OFF, `no GC roots to prune: ${location.why}`);
   }
   const fs = options.fs ?? nodeRootFs;
+  // The roots directory itself appears with the first root; its parent (the
+  // store's gcroots, or gcRootsDir's parent) must be there, or the settings
+  // name another store than the proxy uses.
+  const parent = dirname(location.dir);
   try {
-    await fs.lstat(location.dir);
+    await fs.lstat(parent);
   } catch (err) {
     throw new ProxyError(
       Code.FAILED_PRECONDITION,
       GC_REASONS.ROOTS_OFF,
-      `no GC roots directory at ${location.dir} (${errorCode(err) ?? 'error'}): the proxy has not rooted anything on ${store.url} yet, or --shared-store / --gc-roots-dir name another store than the proxy uses`,
+      `${parent} does not exist (${errorCode(err) ?? 'error'}), so ${location.dir} holds no GC roots: --shared-store (or --gc-roots-dir) must name the store the proxy uses`,
     );
   }
   const now = options.now ?? Date.now;
@@ -62,7 +68,7 @@ export async function runPrune(options: PruneOptions, logger: Logger): Promise<P
   const signal = options.signal ?? new AbortController().signal;
   const log = logger.child({ component: 'prune' });
   const report = await pruneRoots(
-    { rootsDir: location.dir, store, runner, fs, now, logger: log, exists: options.exists },
+    { rootsDir: location.dir, store, runner, fs, now, logger: log, exists: options.exists, gcSocket: location.gcSocket && Buffer.byteLength(location.gcSocket) <= MAX_SOCKET_PATH_BYTES ? location.gcSocket : undefined },
     {
       unusedForMs: options.unusedForMs,
       budgetBytes: config.rootedSizeBudgetBytes,
