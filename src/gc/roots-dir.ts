@@ -232,6 +232,12 @@ export async function readLeases(fs: RootFs, rootsDir: string, nowMs: number): P
     throw fsError('listing leases in', dir, err);
   }
   const files = names.filter((n) => n.endsWith(LEASE_SUFFIX));
+  const reading: LeaseReading = { leased: new Set(), live: [], stale: [] };
+  // Half-written leases of replicas that crashed mid-write: never read, removed once old.
+  for (const name of names.filter((n) => n.endsWith(`${LEASE_SUFFIX}.tmp`)).slice(0, MAX_LEASE_FILES)) {
+    const file = join(dir, name);
+    if (await olderThanAnyLease(fs, file, nowMs)) reading.stale.push({ file, ageMs: Number.NaN });
+  }
   if (files.length > MAX_LEASE_FILES) {
     throw new ProxyError(
       Code.RESOURCE_EXHAUSTED,
@@ -239,7 +245,6 @@ export async function readLeases(fs: RootFs, rootsDir: string, nowMs: number): P
       `${dir} holds ${files.length} lease files, more than ${MAX_LEASE_FILES}; remove stale ones`,
     );
   }
-  const reading: LeaseReading = { leased: new Set(), live: [], stale: [] };
   for (const name of files) {
     const file = join(dir, name);
     let text: string;

@@ -172,6 +172,17 @@ describe('pruneRoots', () => {
     expect(fs.nodes.has(junk)).toBe(false);
   });
 
+  it('removes half-written leases of crashed replicas once they are old, and leaves fresh ones', async () => {
+    const { fs, ctx, req } = setup({});
+    const old = `${LEASES}/gone.lease.json.tmp`;
+    const fresh = `${LEASES}/busy.lease.json.tmp`;
+    fs.nodes.set(old, { kind: 'file', data: '{', mtimeMs: NOW - 2 * DAY });
+    fs.nodes.set(fresh, { kind: 'file', data: '{', mtimeMs: NOW });
+    await pruneRoots(ctx, req());
+    expect(fs.nodes.has(old)).toBe(false);
+    expect(fs.nodes.has(fresh)).toBe(true);
+  });
+
   it('leaves entries it did not make alone', async () => {
     const { fs, ctx, req } = setup({ [A]: 20 });
     fs.nodes.set(`${DIR}/${B.slice(11)}`, { kind: 'link', target: '/elsewhere', mtimeMs: 0 });
