@@ -25,20 +25,27 @@ export interface CallOptions {
   /** Client streams: do not half-close after the last request (an upload still in progress). */
   keepOpen?: boolean;
   /** Sees the call object once it exists (to cancel it, watch data...). */
-  onCall?: (call: grpc.ClientUnaryCall | grpc.ClientReadableStream<Buffer> | grpc.ClientWritableStream<Buffer>) => void;
+  onCall?: (call: ClientCall) => void;
 }
 
 export type Kind = 'unary' | 'serverStream' | 'clientStream';
+
+/** What the three grpc-js client call objects have in common (their typings do not share one type). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Listener = (...args: any[]) => void;
+
+export interface ClientCall {
+  on(event: string, listener: Listener): unknown;
+  once(event: string, listener: Listener): unknown;
+  cancel(): void;
+}
 
 export function newClient(endpoint: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): grpc.Client {
   // No retries: a test must see the first failure, not a retried success.
   return new grpc.Client(endpoint, credentials, { 'grpc.enable_retries': 0, ...options });
 }
 
-function collect(
-  call: grpc.ClientUnaryCall | grpc.ClientReadableStream<Buffer> | grpc.ClientWritableStream<Buffer>,
-  messages: Buffer[],
-): Promise<Answer> {
+function collect(call: ClientCall, messages: Buffer[]): Promise<Answer> {
   let headers: grpc.Metadata | undefined;
   call.on('metadata', (md: grpc.Metadata) => (headers = md));
   call.on('error', () => undefined);

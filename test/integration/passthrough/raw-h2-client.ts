@@ -34,6 +34,10 @@ export interface RawRequest {
   /** Body chunks, written in order; the request ends after them unless `keepOpen`. */
   body?: Buffer[];
   keepOpen?: boolean;
+  /** Called with each response body chunk. */
+  onData?: (chunk: Buffer) => void;
+  /** Aborting resets the stream with CANCEL, as a client giving up does. */
+  signal?: AbortSignal;
 }
 
 export function rawCall(session: http2.ClientHttp2Session, request: RawRequest): Promise<RawOutcome> {
@@ -49,7 +53,11 @@ export function rawCall(session: http2.ClientHttp2Session, request: RawRequest):
   const chunks: Buffer[] = [];
   stream.on('response', (h) => (headers = h));
   stream.on('trailers', (t) => (trailers = t));
-  stream.on('data', (c: Buffer) => chunks.push(c));
+  stream.on('data', (c: Buffer) => {
+    chunks.push(c);
+    request.onData?.(c);
+  });
+  request.signal?.addEventListener('abort', () => stream.close(http2.constants.NGHTTP2_CANCEL), { once: true });
   stream.on('error', () => undefined);
   for (const chunk of request.body ?? []) stream.write(chunk);
   if (!request.keepOpen) stream.end();

@@ -32,7 +32,7 @@ export async function startRecordingUpstream(answer: { code: number; message: st
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
-  server.on('stream', (stream, _headers, _flags, raw: string[]) => {
+  server.on('stream', (stream: http2.ServerHttp2Stream, _headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
     const headers: Array<[string, string]> = [];
     for (let i = 0; i + 1 < raw.length; i += 2) headers.push([raw[i]!, raw[i + 1]!]);
     const path = headers.find(([k]) => k === ':path')?.[1] ?? '';
