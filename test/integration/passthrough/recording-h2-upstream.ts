@@ -23,7 +23,8 @@ export interface RecordingUpstream {
   stop(): Promise<void>;
 }
 
-export async function startRecordingUpstream(answer: { code: number; message: string }): Promise<RecordingUpstream> {
+/** Listens on 127.0.0.1, on `options.port` when given (to come up where an upstream was expected), else on a free port. */
+export async function startRecordingUpstream(answer: { code: number; message: string }, options: { port?: number } = {}): Promise<RecordingUpstream> {
   const seen: SeenRequest[] = [];
   const waiters: Array<{ path: string; resolve: (r: SeenRequest) => void }> = [];
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -52,7 +53,7 @@ export async function startRecordingUpstream(answer: { code: number; message: st
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `grpc://127.0.0.1:${port}`,
