@@ -2,6 +2,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import { ProxyError } from '../errors';
 import { FrameDecoder, encodeFrame, framePayload } from '../reapi/grpc-frame';
 import { Code } from '../reapi/grpc-status';
+import { onDeadline } from './deadline-timer';
 import { endWithStatus } from './grpc-respond';
 import type { CallStatus, Metadata, ServerCall, UnaryRequest } from './server-call';
 
@@ -15,7 +16,7 @@ export class Http2ServerCall implements ServerCall {
   readonly signal: AbortSignal;
   private readonly controller = new AbortController();
   private finished = false;
-  private deadlineTimer: NodeJS.Timeout | undefined;
+  private cancelDeadline: (() => void) | undefined;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -38,11 +39,11 @@ export class Http2ServerCall implements ServerCall {
       this.cleanup();
     });
     if (deadline !== undefined) {
-      this.deadlineTimer = setTimeout(() => {
+      this.cancelDeadline = onDeadline(deadline, () => {
         const err = new ProxyError(Code.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED', `deadline exceeded in the proxy (${path})`);
         this.end({ code: Code.DEADLINE_EXCEEDED, message: err.message });
         this.controller.abort(err);
-      }, Math.max(0, deadline - Date.now()));
+      });
     }
   }
 
@@ -126,8 +127,8 @@ export class Http2ServerCall implements ServerCall {
   }
 
   private cleanup(): void {
-    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = undefined;
+    this.cancelDeadline?.();
+    this.cancelDeadline = undefined;
     this.resolveDone();
   }
 }
