@@ -22,6 +22,8 @@ export interface Answer {
 export interface CallOptions {
   metadata?: grpc.Metadata;
   deadline?: number;
+  /** Server streams: false to not keep response messages (a huge download is hashed by `onCall`, not held). */
+  keepMessages?: boolean;
   /** Client streams: do not half-close after the last request (an upload still in progress). */
   keepOpen?: boolean;
   /** Sees the call object once it exists (to cancel it, watch data...). */
@@ -74,7 +76,7 @@ export function unary(client: grpc.Client, path: string, request: Buffer, option
 export function serverStream(client: grpc.Client, path: string, request: Buffer, options: CallOptions = {}): Promise<Answer> {
   const messages: Buffer[] = [];
   const call = client.makeServerStreamRequest(path, identity, identity, request, options.metadata ?? new grpc.Metadata(), callOptions(options));
-  call.on('data', (m: Buffer) => messages.push(m));
+  if (options.keepMessages !== false) call.on('data', (m: Buffer) => messages.push(m));
   const answer = collect(call, messages);
   options.onCall?.(call);
   return answer;
