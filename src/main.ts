@@ -15,6 +15,7 @@ import { parseUpstreamUrl } from './passthrough/upstream-target';
 import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
 import { HealthService } from './server/health-service';
 import { ProxyServer } from './server/proxy-server';
+import { createGcRoots } from './gc/create-gc-roots';
 import { createClosureEnsurer } from './store/create-closure-ensurer';
 import type { NixRunner } from './store/nix-command';
 
@@ -83,9 +84,11 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
     closers.push(() => casClient.close());
     const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, logger });
-    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics });
-    closers.push(() => ensurer.close());
-    execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics });
+    const roots = createGcRoots(config, { logger, metrics, runner: extras.nixRunner });
+    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics, leases: roots });
+    // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
+    closers.push(() => ensurer.close(), () => roots.close());
+    execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots });
   }
 
   const health = new HealthService(SERVED_SERVICES);

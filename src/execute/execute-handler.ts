@@ -4,9 +4,11 @@ import { ProxyError, toProxyError } from '../errors';
 import type { UpstreamCaller } from '../passthrough/upstream-caller';
 import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
+import { decodeStrict } from '../reapi/strict-wire';
 import type { ServerCall } from '../server/server-call';
 import type { ClosureEnsurer } from '../store/closure-ensurer';
 import { NO_METRICS, type Metrics } from '../metrics/metrics';
+import { NO_LEASES, type PathLease, type PathLeases } from '../gc/path-leases';
 import { callStatusFor } from './call-status';
 import type { CasReader } from './cas-reader';
 import { digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
@@ -27,6 +29,8 @@ export interface ExecuteServiceDeps {
   logger: Logger;
   /** Where preparation counts go; a no-op when absent. */
   metrics?: Metrics;
+  /** GC-root leases: an action's store paths are held from preparation until its forwarded call ends. */
+  leases?: PathLeases;
   tuning?: {
     registry?: RegistryBounds;
     /** How long a preparation goes on with no call following it (default: 30 s, at least 2 progress intervals). */
@@ -64,6 +68,7 @@ type PrepareEnd = 'ready' | 'missing-paths' | 'failed';
 export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   const { config, logger } = deps;
   const metrics = deps.metrics ?? NO_METRICS;
+  const leases = deps.leases ?? NO_LEASES;
   const registry = new OperationRegistry(deps.tuning?.registry);
   const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries));
   const graceMs = deps.tuning?.detachGraceMs ?? Math.max(30_000, 2 * config.progressIntervalMs);
@@ -107,7 +112,8 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     );
     registry.add(entry);
     const report: PrepareReport = { references: new Map() };
-    const preparation = prepare(entry, parsed, call, controller, report);
+    const held: { lease?: PathLease } = {};
+    const preparation = prepare(entry, parsed, call, controller, report, held);
     let followed: FollowOutcome = {};
     try {
       followed = await followExecution(entry, call, 'execute', followDeps);
@@ -115,6 +121,8 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       endWithError(call, err, 'Execute');
     }
     void preparation.then((end) => {
+      // The forwarded call is over (or the client left it): the action no longer needs its paths held.
+      held.lease?.release();
       try {
         logExecute(entry, parsed, report, end, followed, Date.now() - started);
       } catch (err) {
@@ -130,6 +138,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     call: ServerCall,
     controller: AbortController,
     report: PrepareReport,
+    held: { lease?: PathLease },
   ): Promise<PrepareEnd> {
     const timeoutMs = config.limits.prepareTimeoutMs;
     const started = Date.now();
@@ -159,6 +168,8 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
         prepareDeps,
         report,
       );
+      // Taken while the ensure's own hold still lingers, so the paths are never unheld before forwarding.
+      held.lease = await leases.acquire([...report.references.keys()]);
       if (entry.state === 'preparing') entry.setState('ready');
       return 'ready';
     } catch (err) {
@@ -285,10 +296,12 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
 function parseExecuteRequest(message: Buffer): ParsedExecute {
   let request: { instanceName?: string; actionDigest?: DigestLike; digestFunction?: number };
   try {
-    request = T.ExecuteRequest.decode(message) as typeof request;
+    request = decodeStrict(T.ExecuteRequest, message) as typeof request;
   } catch (err) {
-    throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', 'the ExecuteRequest does not decode', { cause: err });
+    throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', `the ExecuteRequest does not decode (${(err as Error).message})`, { cause: err });
   }
+  // Checked first: without a digest, "a hash of 0 characters" would be the confusing complaint.
+  if (!request.actionDigest) toBlobDigest(undefined, 0, 'ExecuteRequest.action_digest');
   const requested = request.digestFunction ?? 0;
   const digestFunction = resolveDigestFunction(requested, request.actionDigest?.hash ?? '');
   return {
