@@ -7,7 +7,8 @@ import { FRAME_HEADER_BYTES } from './grpc-frame';
  */
 export class FrameSizeGuard {
   private remaining = 0;
-  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  // Only for a prefix split across chunks (rare); allocated then, not per call.
+  private header: Buffer | undefined;
   private headerFill = 0;
 
   constructor(private readonly maxMessageBytes: number) {}
@@ -22,13 +23,21 @@ export class FrameSizeGuard {
         pos += n;
         continue;
       }
+      if (this.headerFill === 0 && chunk.length - pos >= FRAME_HEADER_BYTES) {
+        const length = chunk.readUInt32BE(pos + 1);
+        pos += FRAME_HEADER_BYTES;
+        if (length > this.maxMessageBytes) return length;
+        this.remaining = length;
+        continue;
+      }
+      const header = (this.header ??= Buffer.alloc(FRAME_HEADER_BYTES));
       const n = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.length - pos);
-      chunk.copy(this.header, this.headerFill, pos, pos + n);
+      chunk.copy(header, this.headerFill, pos, pos + n);
       this.headerFill += n;
       pos += n;
       if (this.headerFill === FRAME_HEADER_BYTES) {
         this.headerFill = 0;
-        const length = this.header.readUInt32BE(1);
+        const length = header.readUInt32BE(1);
         if (length > this.maxMessageBytes) return length;
         this.remaining = length;
       }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { toProxyError } from '../errors';
 import { Code, codeName } from '../reapi/grpc-status';
 import { clampMaxBatchSize } from '../passthrough/capabilities-clamp';
-import { forwardCall } from '../passthrough/forward-call';
+import { forwardCall, type ForwardOptions } from '../passthrough/forward-call';
 import { headersFromRaw, metadataFromHeaders, parseGrpcTimeout } from '../passthrough/headers';
 import type { UpstreamPool } from '../passthrough/upstream-pool';
 import { endWithStatus } from './grpc-respond';
@@ -41,10 +41,16 @@ export interface RouterDeps {
  * batch limit clamped; everything else, known or not, is forwarded as bytes.
  */
 export class CallRouter {
-  private readonly clamp: (m: Buffer) => Buffer;
+  // Built once: routing runs on every call, so it allocates as little as it can.
+  private readonly plainForward: ForwardOptions;
+  private readonly capabilitiesForward: ForwardOptions;
 
   constructor(private readonly deps: RouterDeps) {
-    this.clamp = (m) => clampMaxBatchSize(m, deps.maxMessageBytes);
+    this.plainForward = { maxMessageBytes: deps.maxMessageBytes };
+    this.capabilitiesForward = {
+      maxMessageBytes: deps.maxMessageBytes,
+      rewriteUnaryResponse: (m) => clampMaxBatchSize(m, deps.maxMessageBytes),
+    };
   }
 
   route(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[] | undefined, peer: string): void {
@@ -64,10 +70,7 @@ export class CallRouter {
     if (execute && path === EXECUTE) return this.answer(stream, path, metadata, deadline, peer, (c) => execute.execute(c), done);
     if (execute && path === WAIT_EXECUTION) return this.answer(stream, path, metadata, deadline, peer, (c) => execute.waitExecution(c), done);
 
-    const options = path === GET_CAPABILITIES
-      ? { maxMessageBytes: this.deps.maxMessageBytes, rewriteUnaryResponse: this.clamp }
-      : { maxMessageBytes: this.deps.maxMessageBytes };
-    void forwardCall({ stream, path, metadata, deadline }, this.deps.pool, options).then(done);
+    forwardCall({ stream, path, metadata, deadline }, this.deps.pool, path === GET_CAPABILITIES ? this.capabilitiesForward : this.plainForward, done);
   }
 
   private answer(

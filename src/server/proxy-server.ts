@@ -50,11 +50,14 @@ export class ProxyServer {
     } else {
       this.server = http2.createServer(common);
     }
-    this.server.on('session', (session: ServerHttp2Session) => this.track(session));
-    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-      const socket = stream.session?.socket;
+    this.server.on('session', (session: ServerHttp2Session) => {
+      this.track(session);
+      // The peer is read once per connection: session.socket is a guarded proxy, costly to touch on every call.
+      const socket = session.socket;
       const peer = socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown';
-      router.route(stream, headers, rawHeaders, peer);
+      session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+        router.route(stream, headers, rawHeaders, peer);
+      });
     });
     this.server.on('sessionError', (err) => this.logger.debug({ err: err.message }, 'client connection error'));
   }
