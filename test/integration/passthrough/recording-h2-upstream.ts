@@ -13,6 +13,8 @@ export interface SeenRequest {
   /** Raw header list as name/value pairs, pseudo-headers included. */
   headers: Array<[string, string]>;
   body: Buffer;
+  /** Resolves with the RST_STREAM code (0 if none) once the stream is closed. */
+  closed: Promise<number>;
 }
 
 export interface RecordingUpstream {
@@ -23,8 +25,16 @@ export interface RecordingUpstream {
   stop(): Promise<void>;
 }
 
-/** Listens on 127.0.0.1, on `options.port` when given (to come up where an upstream was expected), else on a free port. */
-export async function startRecordingUpstream(answer: { code: number; message: string }, options: { port?: number } = {}): Promise<RecordingUpstream> {
+/**
+ * Listens on 127.0.0.1, on `options.port` when given (to come up where an
+ * upstream was expected), else on a free port. Calls to `options.hang` paths
+ * are never answered: they stay open until the proxy cancels them (and, unlike
+ * a grpc-js server, nothing here enforces grpc-timeout).
+ */
+export async function startRecordingUpstream(
+  answer: { code: number; message: string },
+  options: { port?: number; hang?: readonly string[] } = {},
+): Promise<RecordingUpstream> {
   const seen: SeenRequest[] = [];
   const waiters: Array<{ path: string; resolve: (r: SeenRequest) => void }> = [];
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -38,14 +48,17 @@ export async function startRecordingUpstream(answer: { code: number; message: st
     for (let i = 0; i + 1 < raw.length; i += 2) headers.push([raw[i]!, raw[i + 1]!]);
     const path = headers.find(([k]) => k === ':path')?.[1] ?? '';
     const chunks: Buffer[] = [];
+    const closed = new Promise<number>((resolve) => stream.on('close', () => resolve(stream.rstCode ?? 0)));
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('error', () => undefined);
     stream.on('end', () => {
-      const request = { path, headers, body: Buffer.concat(chunks) };
+      const request = { path, headers, body: Buffer.concat(chunks), closed };
       seen.push(request);
       const i = waiters.findIndex((w) => w.path === path);
       if (i >= 0) waiters.splice(i, 1)[0]!.resolve(request);
-      if (!stream.destroyed) {
+      if (options.hang?.includes(path)) {
+        if (!stream.destroyed) stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      } else if (!stream.destroyed) {
         stream.respond(
           { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(answer.code), 'grpc-message': encodeURIComponent(answer.message) },
           { endStream: true },
