@@ -68,11 +68,10 @@ export class UpstreamExchange {
     });
     stream.on('end', () => {
       if (this.finished || this.cancelled) return;
+      // Without trailers the stream was cut; 'close', which comes next, tells how (a lost connection or not).
       if (this.trailers) {
         this.finished = true;
         this.handlers.end(this.trailers);
-      } else {
-        this.failOnce(Code.INTERNAL, `upstream ${target.url} ended the call without a gRPC status`);
       }
     });
     stream.on('error', (err) => {
@@ -88,6 +87,8 @@ export class UpstreamExchange {
       const rst = stream.rstCode ?? NGHTTP2_NO_ERROR;
       if (session.destroyed || session.closed) {
         this.failOnce(Code.UNAVAILABLE, `upstream ${target.url} connection lost before the call finished`);
+      } else if (rst === NGHTTP2_NO_ERROR) {
+        this.failOnce(Code.INTERNAL, `upstream ${target.url} ended the call without a gRPC status`);
       } else if (rst === NGHTTP2_REFUSED_STREAM) {
         this.failOnce(Code.UNAVAILABLE, `upstream ${target.url} refused the call (REFUSED_STREAM); retry`);
       } else if (rst === NGHTTP2_CANCEL) {

@@ -1,3 +1,4 @@
+import { ProxyError } from '../errors';
 import { T } from '../reapi/protos';
 import { Code } from '../reapi/grpc-status';
 import type { ServerCall } from './server-call';
@@ -26,7 +27,12 @@ export class HealthService {
 
   async handle(call: ServerCall): Promise<void> {
     const { message } = await call.readUnaryRequest();
-    const service = (T.HealthCheckRequest.decode(message) as unknown as { service: string }).service;
+    let service: string;
+    try {
+      service = (T.HealthCheckRequest.decode(message) as unknown as { service: string }).service;
+    } catch (err) {
+      throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', `not a grpc.health.v1.HealthCheckRequest: ${(err as Error).message}`, { cause: err });
+    }
     if (service !== '' && !this.services.has(service)) {
       call.end({ code: Code.NOT_FOUND, message: `unknown service '${service}'` });
       return;
