@@ -83,8 +83,9 @@ describe('createClosureEnsurer (fake Nix)', () => {
     const t = toolchain(nix, 'local');
     const open = gate(nix);
     const calls = Array.from({ length: 50 }, () => ensurer.ensure([t.cc], signal()));
-    // 50 callers' checks plus the batch's own re-check, then everyone waits on the one copy.
-    await until(() => nix.checks(SHARED).length === 51 && nix.copies().length === 1);
+    // 8 checks at once (the bound), the other 42 callers merged into one check, plus the batch's own
+    // re-check: 10 Nix processes, not one per caller. Then everyone waits on the one copy.
+    await until(() => nix.checks(SHARED).length === 10 && nix.copies().length === 1);
     await new Promise((r) => setImmediate(r));
     open();
     const reports = await Promise.all(calls);
@@ -163,7 +164,8 @@ describe('createClosureEnsurer (fake Nix)', () => {
     const open = gate(nix);
     nix.copyFailures.push("error: not an absolute path: 'nix-archive-1'");
     const calls = Array.from({ length: 10 }, () => rejection(ensurer.ensure([t.cc], signal())));
-    await until(() => nix.copies().length === 1 && nix.checks(SHARED).length === 11);
+    // 8 checks at once, the other 2 callers merged into one, plus the batch's re-check.
+    await until(() => nix.copies().length === 1 && nix.checks(SHARED).length === 10);
     open();
     const errors = await Promise.all(calls);
     expect(errors.every((e) => e.code === Code.UNAVAILABLE && e.message.includes('nix-archive-1'))).toBe(true);
