@@ -46,8 +46,16 @@ export function protoRoot(): protobuf.Root {
   return root;
 }
 
+const types = new Map<string, protobuf.Type>();
+
+/** A message type by full name; looked up once (namespace lookups showed in per-Execute profiles). */
 export function messageType(fullName: string): protobuf.Type {
-  return protoRoot().lookupType(fullName);
+  let type = types.get(fullName);
+  if (type === undefined) {
+    type = protoRoot().lookupType(fullName);
+    types.set(fullName, type);
+  }
+  return type;
 }
 
 const V2 = 'build.bazel.remote.execution.v2';
