@@ -8,6 +8,15 @@ import type { RpcStatus } from './operation-messages';
 const LISTED_IN_MESSAGE = 10;
 /** Keeps the Operation far below any client's message limit. */
 const MAX_VIOLATIONS = 500;
+/** Where a path was referenced quotes client-chosen names (environment variables, files) of any length. */
+const MAX_WHERE_CHARS = 200;
+
+/** A where-string cut to MAX_WHERE_CHARS, control characters shown escaped so each path stays on its line. */
+function shown(where: string | undefined): string | undefined {
+  if (where === undefined) return undefined;
+  const cut = where.length > MAX_WHERE_CHARS ? `${where.slice(0, MAX_WHERE_CHARS)}...` : where;
+  return cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
 
 /**
  * The ExecuteResponse.status for store paths no source can provide: the
@@ -17,7 +26,7 @@ const MAX_VIOLATIONS = 500;
 export function missingPathsStatus(err: ProxyError, references: References): RpcStatus {
   const given = err.violations.filter((v) => v.type === NIX_STORE_PATH_VIOLATION);
   const violations: Violation[] = given.slice(0, MAX_VIOLATIONS).map((v) => {
-    const where = references.get(v.subject);
+    const where = shown(references.get(v.subject));
     return {
       type: NIX_STORE_PATH_VIOLATION,
       subject: v.subject,
@@ -27,7 +36,7 @@ export function missingPathsStatus(err: ProxyError, references: References): Rpc
   const count = given.length;
   if (count === 0) return { code: Code.FAILED_PRECONDITION, message: err.message, violations: [] };
   const lines = given.slice(0, LISTED_IN_MESSAGE).map((v) => {
-    const where = references.get(v.subject);
+    const where = shown(references.get(v.subject));
     return `  ${v.subject}${where === undefined ? '' : ` (referenced by ${where})`}: ${v.description}`;
   });
   if (count > LISTED_IN_MESSAGE) lines.push(`  ...and ${count - LISTED_IN_MESSAGE} more`);

@@ -3,6 +3,7 @@ import { ProxyError } from '../errors';
 import { isStorePath } from '../nix/store-path';
 import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
+import { decodeStrict } from '../reapi/strict-wire';
 import type { Metadata } from '../server/server-call';
 import type { ClosureEnsurer, EnsureReport } from '../store/closure-ensurer';
 import { collectActionReferences, tooManyPaths, type ActionFields, type CommandFields, type References } from './action-references';
@@ -154,12 +155,12 @@ async function fetchOne(
 
 function decodeBounded<M>(what: 'Action' | 'Command', digest: BlobDigest, blob: Buffer): M {
   try {
-    return T[what].decode(blob) as unknown as M;
+    return decodeStrict(T[what], blob) as unknown as M;
   } catch (err) {
     throw new ProxyError(
       Code.INVALID_ARGUMENT,
       'BAD_MESSAGE',
-      `the ${what} blob ${digestKey(digest)} is not a valid ${what} message; the client uploaded a corrupt ${what}`,
+      `the ${what} blob ${digestKey(digest)} is not a valid ${what} message (${(err as Error).message}); the client uploaded a corrupt ${what}`,
       { cause: err },
     );
   }

@@ -4,6 +4,7 @@ import { scanStorePaths } from '../nix/reference-scanner';
 import { STORE_PREFIX } from '../nix/store-path';
 import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
+import { decodeStrict } from '../reapi/strict-wire';
 import { tooManyPaths, type References } from './action-references';
 import { abortError } from './cas-reader';
 import { digestFunctionName, digestKey, toBlobDigest, type BlobDigest } from './digests';
@@ -150,6 +151,8 @@ export class TreeWalker {
 class Walk {
   private readonly dirs = new Map<string, DirRec>();
   private readonly files = new Map<string, FileRec>();
+  /** One key string and digest object per distinct digest: a tree of a million entries sharing a few digests holds them once. */
+  private readonly interned = new Map<string, ChildRef>();
   private readonly fn: string;
   private readonly limits: TreeWalkLimits;
   private scanBudgetUsed = 0;
@@ -318,12 +321,12 @@ class Walk {
       symlinks?: Array<{ name?: string; target?: string }>;
     };
     try {
-      dir = T.Directory.decode(blob) as typeof dir;
+      dir = decodeStrict(T.Directory, blob) as typeof dir;
     } catch (err) {
       throw new ProxyError(
         Code.INVALID_ARGUMENT,
         'BAD_DIRECTORY',
-        `input directory ${this.describe(rec)} (blob ${rec.key}) is not a valid Directory message; the client uploaded a corrupt input tree`,
+        `input directory ${this.describe(rec)} (blob ${rec.key}) is not a valid Directory message (${(err as Error).message}); the client uploaded a corrupt input tree`,
         { cause: err },
       );
     }
@@ -337,7 +340,10 @@ class Walk {
         `digest of ${kind} ${where(name)} in directory blob ${rec.key}`,
       );
       this.scanInto(name, `${kind} name`, own);
-      return { name, key: digestKey(digest), digest };
+      const key = digestKey(digest);
+      let shared = this.interned.get(key);
+      if (shared === undefined) this.interned.set(key, (shared = { name: '', key, digest }));
+      return { name, key: shared.key, digest: shared.digest };
     };
     const files = (dir.files ?? []).map((f) => child(f, 'input file'));
     const dirs = (dir.directories ?? []).map((d) => child(d, 'input directory'));

@@ -33,9 +33,12 @@ export function scanStorePaths(input: string | Uint8Array, into: Set<string>, ma
     const at = buf.indexOf(PREFIX, from);
     if (at === -1) return true;
     const hashStart = at + PREFIX.length;
-    from = hashStart;
     const end = matchAfterPrefix(buf, hashStart);
-    if (end === -1) continue;
+    if (end === -1) {
+      // The prefix's last '/' may begin the next one ('/nix/store/nix/store/<h>-x').
+      from = hashStart - 1;
+      continue;
+    }
     const path = buf.toString('latin1', at, end);
     if (!into.has(path)) {
       if (into.size >= maxDistinct) return false;

@@ -1,0 +1,101 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * A directory of stand-in `nix` and `nix-store` programs for `nixBinDir`, so
+ * a test decides how "Nix" behaves and sees every argument vector the proxy
+ * passed. The behaviour of each program is read from a file on every run, so
+ * it can change while the proxy runs:
+ *
+ *   invalid      nix-store --check-validity prints every store path it was given (all invalid)
+ *   valid        prints nothing and exits 0 (all valid; copies succeed)
+ *   hang         never answers (sleeps) until killed
+ *   unreachable  fails like an unreachable store (exit 1, "cannot connect")
+ *   enospc       fails like a full disk (exit 1, "No space left on device")
+ *
+ * Each run writes its arguments, NUL-separated, to calls/<pid>.args; a hanging
+ * run also leaves hung/<pid>, so the test can check the process is gone later.
+ */
+
+export type StubMode = 'invalid' | 'valid' | 'hang' | 'unreachable' | 'enospc';
+
+const SCRIPT = `#!/bin/sh
+dir=$(dirname "$0")
+prog=$(basename "$0")
+printf '%s\\0' "$@" > "$dir/calls/$$.args"
+mode=$(cat "$dir/mode.$prog" 2>/dev/null || echo valid)
+case "$mode" in
+  hang)
+    : > "$dir/hung/$$"
+    exec sleep 3600 ;;
+  unreachable)
+    echo "error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused" >&2
+    exit 1 ;;
+  enospc)
+    if [ "$prog" = nix-store ]; then
+      for a in "$@"; do case "$a" in /nix/store/*) printf '%s\\n' "$a" ;; esac; done
+      exit 0
+    fi
+    echo "error: writing to file: No space left on device" >&2
+    exit 1 ;;
+  invalid)
+    if [ "$prog" = nix-store ]; then
+      for a in "$@"; do case "$a" in /nix/store/*) printf '%s\\n' "$a" ;; esac; done
+      exit 0
+    fi
+    echo "error: path is not valid" >&2
+    exit 1 ;;
+  *)
+    exit 0 ;;
+esac
+`;
+
+export class StubNix {
+  constructor(readonly dir: string) {
+    mkdirSync(join(dir, 'calls'), { recursive: true });
+    mkdirSync(join(dir, 'hung'), { recursive: true });
+    for (const prog of ['nix', 'nix-store']) {
+      writeFileSync(join(dir, prog), SCRIPT);
+      chmodSync(join(dir, prog), 0o755);
+    }
+    this.set('nix-store', 'valid');
+    this.set('nix', 'valid');
+  }
+
+  set(program: 'nix' | 'nix-store', mode: StubMode): void {
+    writeFileSync(join(this.dir, `mode.${program}`), mode);
+  }
+
+  setBoth(mode: StubMode): void {
+    this.set('nix', mode);
+    this.set('nix-store', mode);
+  }
+
+  /** Argument vectors of every run so far (order unspecified). */
+  calls(): string[][] {
+    const dir = join(this.dir, 'calls');
+    return readdirSync(dir).map((f) => {
+      const text = readFileSync(join(dir, f), 'latin1');
+      const parts = text.split('\0');
+      parts.pop();
+      return parts;
+    });
+  }
+
+  /** PIDs of runs that hung, whether or not they are still alive. */
+  hungPids(): number[] {
+    return readdirSync(join(this.dir, 'hung')).map(Number);
+  }
+
+  static alive(pid: number): boolean {
+    return existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(safeRead(`/proc/${pid}/status`));
+  }
+}
+
+function safeRead(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
