@@ -3,7 +3,7 @@
  * --cpu-prof`): where the proxy's CPU time goes, by function (self time) and by
  * source file, so per-call work can be found without a GUI.
  *
- *   node dist/bench/profile-summary.js .bench-out/profiles/CPU.*.cpuprofile [--top 40] [--callers NAME]
+ *   node dist/bench/bench/profile-summary.js .bench-out/profiles/CPU.*.cpuprofile [--top 40] [--callers NAME]
  *
  * Percentages are of busy time (idle excluded). --callers NAME lists the call
  * paths (3 frames up) that lead to functions whose name contains NAME.
@@ -29,6 +29,8 @@ function label(n: ProfileNode): string {
 }
 
 function main(): void {
+  // Piped into head: stop quietly when the reader goes away.
+  process.stdout.on('error', () => process.exit(0));
   const file = process.argv[2];
   if (!file) throw new Error('usage: profile-summary.js FILE.cpuprofile [--top N]');
   const topArg = process.argv.indexOf('--top');

@@ -3,7 +3,7 @@
  *
  *   npm run bench                 full run (several minutes)
  *   npm run bench -- --quick      smaller run, under 2 minutes
- *   node dist/bench/run-bench.js --tiny --out FILE   seconds; for the smoke test
+ *   node dist/bench/bench/run-bench.js --tiny --out FILE   seconds; for the smoke test
  *
  * Other options: --only 1,2,6 (scenario numbers), --out FILE (JSON report),
  * --cpu-prof (write the proxy's CPU profile to .bench-out/profiles/),
@@ -19,12 +19,16 @@ import path from 'node:path';
 import { killAllNow, runJson, startServer, stopAll, stopProcess, type ServerProcess } from './harness/child-processes';
 import { gitCommit, machineInfo, markdownTable, type BenchReport } from './harness/bench-report';
 import { LOAD_GENERATOR, type Endpoints } from './harness/compare-runs';
+import { ExecuteLog } from './harness/execute-log';
+import { buildNixFixtures, coldExecute, singleFlight, warmExecute, type NixScenarioContext } from './harness/execute-scenarios';
+import { makeNixRig, nixAvailable } from './harness/nix-rig';
 import { largeBlobs, manyOpenStreams, smallUnaryCalls, type ScenarioContext } from './harness/passthrough-scenarios';
 import { PROFILES, type Profile } from './harness/profiles';
 import type { ScenarioReport } from './harness/scenario-report';
 import type { SeedResult } from './load/seed-upstream';
 
-const REPO = path.resolve(__dirname, '..', '..');
+// Compiled to dist/bench/bench/: the repository is three levels up.
+const REPO = path.resolve(__dirname, '..', '..', '..');
 const UPSTREAM = path.join(__dirname, 'upstream', 'memory-upstream.js');
 
 interface Options {
@@ -62,29 +66,61 @@ function parseArgs(argv: string[]): Options {
   return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli };
 }
 
-const started = Date.now();
+/** Long-running processes started, for the report (load generators come and go). */
+const started: Array<{ name: string; pid: number }> = [];
+const startedAt = Date.now();
 function progress(msg: string): void {
-  process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+  process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
 }
 
-async function startProxy(opts: Options, upstream: ServerProcess, extraArgs: string[] = []): Promise<ServerProcess> {
+async function startProxy(
+  opts: Options,
+  upstream: ServerProcess,
+  extraArgs: string[] = [],
+  onJsonLine?: (line: Record<string, unknown>) => void,
+): Promise<ServerProcess> {
   const nodeFlags = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(REPO, '.bench-out', 'profiles')}`] : [];
   return startServer('proxy', [...nodeFlags, opts.proxyCli, '--listen', '127.0.0.1:0', '--upstream', `grpc://${upstream.listen}`, ...extraArgs], {
     env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
+    onJsonLine,
   });
+}
+
+/** Scenarios 3-5: a second proxy, with a fresh chroot shared store and counting Nix wrappers. */
+async function nixScenarios(opts: Options, upstream: ServerProcess, wants: (n: number) => boolean): Promise<ScenarioReport[]> {
+  const out: ScenarioReport[] = [];
+  progress('building Nix store paths for the Execute scenarios and a chroot shared store');
+  const rig = await makeNixRig();
+  try {
+    const fixtures = await buildNixFixtures(rig, opts.profile, wants(4) ? opts.profile.coldRounds : 0);
+    const log = new ExecuteLog();
+    const proxy = await startProxy(opts, upstream, ['--shared-store', rig.store, '--substituter', 'local', '--no-require-sigs', '--nix-bin-dir', rig.binDir], log.onJsonLine);
+    started.push({ name: 'Nix-aware proxy', pid: proxy.pid });
+    progress(`Nix-aware proxy ${proxy.listen} (pid ${proxy.pid}), shared store ${rig.store}`);
+    const ctx: NixScenarioContext = { ends: { upstream, proxy }, rig, log, profile: opts.profile, fixtures, progress, judge: opts.profile.name !== 'tiny' };
+    if (wants(3)) out.push(...(await warmExecute(ctx)));
+    if (wants(4)) out.push(...(await coldExecute(ctx)));
+    if (wants(5)) out.push(...(await singleFlight(ctx)));
+    await stopProcess(proxy.child, 10_000);
+  } finally {
+    rig.cleanup();
+  }
+  return out;
 }
 
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   const wants = (n: number): boolean => !opts.only || opts.only.has(n);
-  const startedAt = new Date().toISOString();
+  const startedIso = new Date().toISOString();
   const scenarios: ScenarioReport[] = [];
   const skipped: BenchReport['skipped'] = [];
   progress(`profile ${opts.profile.name}; starting the memory upstream and the proxy (${path.relative(REPO, opts.proxyCli)})`);
   const upstream = await startServer('memory upstream', [UPSTREAM]);
+  started.push({ name: 'memory upstream', pid: upstream.pid });
   const seed = await runJson<SeedResult>('seeding', [LOAD_GENERATOR, JSON.stringify({ kind: 'seed', target: upstream.listen })], 60_000);
   if ([1, 2, 6].some(wants)) {
     const proxy = await startProxy(opts, upstream);
+    started.push({ name: 'proxy', pid: proxy.pid });
     progress(`upstream ${upstream.listen} (pid ${upstream.pid}), proxy ${proxy.listen} (pid ${proxy.pid})`);
     const ends: Endpoints = { upstream, proxy };
     const ctx: ScenarioContext = { ends, profile: opts.profile, action: seed.action, progress, judge: opts.profile.name !== 'tiny' };
@@ -94,11 +130,17 @@ async function main(): Promise<number> {
     // Graceful stop, so that --cpu-prof gets written.
     await stopProcess(proxy.child, 10_000);
   }
-  for (const n of [3, 4, 5]) if (wants(n)) skipped.push({ scenario: n, reason: 'the Nix-aware Execute scenarios are not part of this harness yet' });
+  if ([3, 4, 5].some(wants)) {
+    if (!nixAvailable()) {
+      for (const n of [3, 4, 5]) if (wants(n)) skipped.push({ scenario: n, reason: 'nix and nix-store are not available here (scripts/install-deps.sh installs them)' });
+    } else {
+      scenarios.push(...(await nixScenarios(opts, upstream, wants)));
+    }
+  }
 
   const report: BenchReport = {
     version: 1,
-    startedAt,
+    startedAt: startedIso,
     finishedAt: new Date().toISOString(),
     command: `npm run bench${opts.profile.name === 'full' ? '' : ` -- --${opts.profile.name}`}${opts.only ? ` --only ${[...opts.only].join(',')}` : ''}`,
     profile: opts.profile.name,
@@ -106,6 +148,7 @@ async function main(): Promise<number> {
     machine: machineInfo(),
     scenarios,
     skipped,
+    processes: started,
   };
   mkdirSync(path.dirname(opts.out), { recursive: true });
   writeFileSync(opts.out, JSON.stringify(report, null, 2) + '\n');

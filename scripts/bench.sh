@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 if [ ! -d node_modules ]; then npm ci --no-audit --no-fund; fi
 node node_modules/typescript/bin/tsc -p tsconfig.build.json
 node node_modules/typescript/bin/tsc -p bench/tsconfig.json
-exec node dist/bench/run-bench.js "$@"
+exec node dist/bench/bench/run-bench.js "$@"

@@ -24,6 +24,8 @@ export interface BenchReport {
   scenarios: ScenarioReport[];
   /** Scenarios that could not run, and why. */
   skipped: Array<{ scenario: number; reason: string }>;
+  /** The processes the bench started (all stopped when it ends). */
+  processes: Array<{ name: string; pid: number }>;
 }
 
 export function machineInfo(): MachineInfo {

@@ -19,7 +19,11 @@ const live = new Set<ChildProcess>();
  * msg "listening" and a "listen" address; rejects if it exits first or takes
  * longer than `timeoutMs`.
  */
-export function startServer(name: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ServerProcess> {
+export function startServer(
+  name: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; onJsonLine?: (line: Record<string, unknown>) => void } = {},
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));
@@ -39,7 +43,7 @@ export function startServer(name: string, args: string[], options: { env?: NodeJ
     child.stdout!.on('data', (chunk: Buffer) => {
       const s = chunk.toString('utf8');
       keep(s);
-      if (done) return;
+      if (done && !options.onJsonLine) return;
       partial += s;
       let nl: number;
       while ((nl = partial.indexOf('\n')) >= 0) {
@@ -51,7 +55,8 @@ export function startServer(name: string, args: string[], options: { env?: NodeJ
         } catch {
           continue;
         }
-        if (obj.msg === 'listening' && typeof obj.listen === 'string') {
+        options.onJsonLine?.(obj);
+        if (!done && obj.msg === 'listening' && typeof obj.listen === 'string') {
           done = true;
           clearTimeout(timer);
           resolve({ name, pid: child.pid!, listen: obj.listen, child, output: () => out });

@@ -8,6 +8,8 @@ export interface Profile {
   blobs: { size: number; rounds: number; repeat: number; bigSize: number };
   streams: { count: number; connections: number; delayMs: number };
   execute: { warmCalls: number; treeFiles: number; treeDirs: number; treeRefs: number; closurePaths: number; concurrent: number };
+  /** Cold Executes of a fresh big tree (scenario 4). */
+  coldRounds: number;
 }
 
 const MIB = 1024 * 1024;
@@ -20,6 +22,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     blobs: { size: 64 * MIB, rounds: 5, repeat: 8, bigSize: 1024 * MIB },
     streams: { count: 10_000, connections: 10, delayMs: 5_000 },
     execute: { warmCalls: 3_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
+    coldRounds: 3,
   },
   quick: {
     name: 'quick',
@@ -28,6 +31,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     blobs: { size: 64 * MIB, rounds: 3, repeat: 4, bigSize: 1024 * MIB },
     streams: { count: 10_000, connections: 10, delayMs: 3_000 },
     execute: { warmCalls: 1_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
+    coldRounds: 1,
   },
   // For the smoke test: proves the harness works end to end, measures nothing worth quoting.
   tiny: {
@@ -37,5 +41,6 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     blobs: { size: 1 * MIB, rounds: 1, repeat: 2, bigSize: 0 },
     streams: { count: 200, connections: 2, delayMs: 200 },
     execute: { warmCalls: 50, treeFiles: 100, treeDirs: 10, treeRefs: 5, closurePaths: 10, concurrent: 5 },
+    coldRounds: 1,
   },
 };

@@ -8,11 +8,12 @@
  * process also gives up after HARD_LIMIT_MS whatever the job says.
  */
 import { runTransfer, type TransferJob } from './blob-transfer';
+import { runExecuteBatch, type ExecuteBatchJob } from './execute-batch';
 import { runStreams, type StreamsJob } from './open-streams';
 import { runSeed, type SeedJob } from './seed-upstream';
 import { runUnary, type UnaryJob } from './unary-load';
 
-export type LoadJob = UnaryJob | TransferJob | StreamsJob | SeedJob;
+export type LoadJob = UnaryJob | TransferJob | StreamsJob | SeedJob | ExecuteBatchJob;
 
 const HARD_LIMIT_MS = 15 * 60_000;
 
@@ -23,6 +24,7 @@ async function run(job: LoadJob): Promise<unknown> {
     case 'write': return runTransfer(job);
     case 'streams': return runStreams(job);
     case 'seed': return runSeed(job);
+    case 'execute-batch': return runExecuteBatch(job);
     default: throw new Error(`unknown job kind ${(job as { kind: string }).kind}`);
   }
 }
