@@ -83,7 +83,7 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const maxResponseBytes = Math.max(config.maxMessageBytes, 4 * 1024 * 1024);
     const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
     closers.push(() => casClient.close());
-    const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, logger });
+    const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, connectTimeoutMs: config.connectTimeoutMs, logger });
     const roots = createGcRoots(config, { logger, metrics, runner: extras.nixRunner });
     const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics, leases: roots });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.

@@ -36,6 +36,13 @@ export interface GrpcCasReaderOptions {
   batchConcurrency?: number;
   /** ByteStream.Read calls in flight per readBlobs. */
   streamConcurrency?: number;
+  /**
+   * Longest wait for the upstream to finish the HTTP/2 handshake before a
+   * read (connectTimeoutMs). grpc-js itself waits without a bound, so an
+   * upstream that accepts connections and never answers would hold each
+   * Execute until its deadline. Unset = no bound.
+   */
+  connectTimeoutMs?: number;
   logger: Logger;
 }
 
@@ -65,6 +72,7 @@ export class GrpcCasReader implements CasReader {
     }
     if (wanted.size === 0) return out;
     if (ctx.signal.aborted) throw abortError(ctx.signal, 'reading from the CAS');
+    await this.untilConnectedOrFailed();
 
     // First failure cancels the other reads of this call.
     const local = new AbortController();
@@ -105,6 +113,30 @@ export class GrpcCasReader implements CasReader {
     }
     if (missing.length > 0) throw missingBlobsError(missing);
     return out;
+  }
+
+  /**
+   * Returns once the channel is READY or has failed (calls then fail fast with
+   * UNAVAILABLE as before); throws UNAVAILABLE when it is still connecting
+   * after connectTimeoutMs.
+   */
+  private async untilConnectedOrFailed(): Promise<void> {
+    const timeoutMs = this.options.connectTimeoutMs;
+    if (timeoutMs === undefined) return;
+    const channel = this.options.client.getChannel();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = channel.getConnectivityState(true);
+      if (state !== grpc.connectivityState.IDLE && state !== grpc.connectivityState.CONNECTING) return;
+      const changed = await new Promise<boolean>((resolve) => channel.watchConnectivityState(state, deadline, (err) => resolve(!err)));
+      if (!changed) {
+        throw new ProxyError(
+          Code.UNAVAILABLE,
+          'UPSTREAM_UNREACHABLE',
+          `the upstream CAS ${this.options.upstreamLabel} accepted no HTTP/2 connection within ${timeoutMs} ms (connectTimeoutMs); check that it is up and that the URL points at a gRPC server`,
+        );
+      }
+    }
   }
 
   private async batchRead(

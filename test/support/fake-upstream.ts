@@ -124,6 +124,8 @@ export interface FakeUpstreamOptions {
   recordBytesPerCall?: number;
   /** Serve TLS instead of plaintext. */
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
+  /** Listen on this port instead of a free one (to play an upstream restarting on its address). */
+  port?: number;
 }
 
 export interface StartedFake {
@@ -188,7 +190,7 @@ export class FakeUpstream {
       ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], Boolean(tls.clientCa))
       : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
+      server.bindAsync(`127.0.0.1:${this.options.port ?? 0}`, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
     );
     this.server = server;
     this.started = {

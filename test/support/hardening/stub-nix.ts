@@ -7,17 +7,20 @@ import { join } from 'node:path';
  * passed. The behaviour of each program is read from a file on every run, so
  * it can change while the proxy runs:
  *
- *   invalid      nix-store --check-validity prints every store path it was given (all invalid)
- *   valid        prints nothing and exits 0 (all valid; copies succeed)
- *   hang         never answers (sleeps) until killed
- *   unreachable  fails like an unreachable store (exit 1, "cannot connect")
- *   enospc       fails like a full disk (exit 1, "No space left on device")
+ *   invalid            nix-store --check-validity prints every store path it was given (invalid
+ *                      everywhere); nix fails as if the path were not valid
+ *   missing-in-shared  nix-store prints the paths only when asked about the shared store (see
+ *                      `sharedStore`); every substituter has them
+ *   valid              prints nothing and exits 0 (all valid; copies succeed)
+ *   hang               never answers (sleeps) until killed
+ *   unreachable        fails like an unreachable store (exit 1, "cannot connect")
+ *   enospc             fails like a full disk (exit 1, "No space left on device")
  *
  * Each run writes its arguments, NUL-separated, to calls/<pid>.args; a hanging
  * run also leaves hung/<pid>, so the test can check the process is gone later.
  */
 
-export type StubMode = 'invalid' | 'valid' | 'hang' | 'unreachable' | 'enospc';
+export type StubMode = 'invalid' | 'missing-in-shared' | 'valid' | 'hang' | 'unreachable' | 'enospc';
 
 const SCRIPT = `#!/bin/sh
 dir=$(dirname "$0")
@@ -32,12 +35,16 @@ case "$mode" in
     echo "error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused" >&2
     exit 1 ;;
   enospc)
-    if [ "$prog" = nix-store ]; then
-      for a in "$@"; do case "$a" in /nix/store/*) printf '%s\\n' "$a" ;; esac; done
-      exit 0
-    fi
     echo "error: writing to file: No space left on device" >&2
     exit 1 ;;
+  missing-in-shared)
+    shared=$(cat "$dir/shared-store" 2>/dev/null)
+    prev=; store=
+    for a in "$@"; do [ "$prev" = --store ] && store=$a; prev=$a; done
+    if [ "$store" = "$shared" ]; then
+      for a in "$@"; do case "$a" in /nix/store/*) printf '%s\\n' "$a" ;; esac; done
+    fi
+    exit 0 ;;
   invalid)
     if [ "$prog" = nix-store ]; then
       for a in "$@"; do case "$a" in /nix/store/*) printf '%s\\n' "$a" ;; esac; done
@@ -60,6 +67,11 @@ export class StubNix {
     }
     this.set('nix-store', 'valid');
     this.set('nix', 'valid');
+  }
+
+  /** The store URL 'missing-in-shared' treats as the shared store. */
+  set sharedStore(url: string) {
+    writeFileSync(join(this.dir, 'shared-store'), url);
   }
 
   set(program: 'nix' | 'nix-store', mode: StubMode): void {
