@@ -19,8 +19,9 @@ export const BYTESTREAM_READ = '/google.bytestream.ByteStream/Read';
 export const BYTESTREAM_WRITE = '/google.bytestream.ByteStream/Write';
 
 export function rawClient(endpoint: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): grpc.Client {
-  // No retries: a test must see the first failure.
-  return new grpc.Client(endpoint, credentials, { 'grpc.enable_retries': 0, ...options });
+  // No retries: a test must see the first failure. A subchannel of its own: a proxy started on the
+  // port of one killed earlier must not inherit the dead connection from grpc-js's shared pool.
+  return new grpc.Client(endpoint, credentials, { 'grpc.enable_retries': 0, 'grpc.use_local_subchannel_pool': 1, ...options });
 }
 
 export interface RawAnswer {
