@@ -84,6 +84,8 @@ async function serve(loaded: LoadedConfig): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // Re-read authTokensFile; without a handler SIGHUP would end the process.
+    process.on('SIGHUP', () => proxy.reload());
   });
 }
 

@@ -13,6 +13,9 @@ import { Http2UpstreamCaller } from './passthrough/http2-upstream-caller';
 import { UpstreamPool } from './passthrough/upstream-pool';
 import { parseUpstreamUrl } from './passthrough/upstream-target';
 import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
+import { Admission } from './server/auth/admission';
+import { currentClient } from './server/auth/client-scope';
+import { TokenStore } from './server/auth/token-store';
 import { HealthService } from './server/health-service';
 import { ProxyServer } from './server/proxy-server';
 import { createGcRoots } from './gc/create-gc-roots';
@@ -41,6 +44,8 @@ export interface RunningProxy {
   metrics: Metrics;
   /** Graceful shutdown: NOT_SERVING, stop accepting, drain, then drop after `graceMs`. */
   close(graceMs?: number): Promise<void>;
+  /** Re-reads what may change without a restart (authTokensFile); the CLI calls it on SIGHUP. */
+  reload(): void;
 }
 
 /** Seams for tests and embedding; production passes nothing. */
@@ -54,6 +59,8 @@ export interface ProxyExtras {
 /** The composition root: turns a validated Config into running objects. The only place concrete classes meet. */
 export async function startProxy(config: Config, logger: Logger, extras: ProxyExtras = {}): Promise<RunningProxy> {
   const target = parseUpstreamUrl(config.upstream);
+  // First: a bad token file stops the start before anything else is opened.
+  const tokens = config.authTokensFile ? new TokenStore(config.authTokensFile, logger) : undefined;
   const read = (file: string | undefined): Buffer | undefined => (file ? readFileSync(file) : undefined);
   const upstreamTls = {
     ca: read(config.upstreamTls.ca),
@@ -85,7 +92,7 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     closers.push(() => casClient.close());
     const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, connectTimeoutMs: config.connectTimeoutMs, logger });
     const roots = createGcRoots(config, { logger, metrics, runner: extras.nixRunner });
-    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics, leases: roots });
+    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics, leases: roots, currentClient });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
     closers.push(() => ensurer.close(), () => roots.close());
     execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots });
@@ -93,7 +100,13 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
 
   const health = new HealthService(SERVED_SERVICES);
   const observer = combineObservers(prometheus, extras.observer);
-  const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer });
+  // Clients are only told apart when something needs it: tokens, client certificates, per-client limits.
+  tokens?.watch();
+  if (tokens) closers.push(() => tokens.close());
+  const clientCertificates = Boolean(config.tls.clientCa && config.tls.cert && config.tls.key);
+  const perClient = config.limits.clientConcurrentRealisations !== undefined || config.limits.clientRealisedBytesPerHour !== undefined;
+  const admission = tokens || clientCertificates || perClient ? new Admission({ tokens, clientCertificates, logger }) : undefined;
+  const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer, admission });
   const { host, port } = splitHostPort(config.listen);
   const server = new ProxyServer(
     {
@@ -130,6 +143,9 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     endpoint,
     metrics,
     ...(metricsServer ? { metricsEndpoint: metricsServer.endpoint } : {}),
+    reload() {
+      tokens?.reload('reload requested (SIGHUP)');
+    },
     async close(graceMs = config.shutdownGraceMs) {
       health.setNotServing();
       await server.close(graceMs);

@@ -42,6 +42,8 @@ export interface Config {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   /** host:port for the Prometheus /metrics endpoint; unset = off. */
   metricsListen?: string;
+  /** File of accepted bearer tokens (TOKEN or NAME:TOKEN per line); when set, every call needs one. Re-read on change and on SIGHUP. */
+  authTokensFile?: string;
 
   /** Nix store URL the executors see (chroot path, local, daemon, ssh-ng://host, ssh://host). Unset = pure pass-through. */
   sharedStore?: string;
@@ -85,6 +87,10 @@ export interface Config {
     concurrentRealisations: number;
     /** Retries of a failed write into the shared store. */
     realiseRetries: number;
+    /** Realisations one client (token name, certificate subject or address) may have running at once; unset = no limit. */
+    clientConcurrentRealisations?: number;
+    /** Bytes of store paths realised for one client per sliding hour; unset = no limit. */
+    clientRealisedBytesPerHour?: number;
   };
   cache: {
     /** Entries in the digest -> store paths memo (directories and files). */

@@ -6,10 +6,11 @@ import { clampMaxBatchSize } from '../passthrough/capabilities-clamp';
 import { forwardCall, type ForwardOptions } from '../passthrough/forward-call';
 import { headersFromRaw, metadataFromHeaders, parseGrpcTimeout } from '../passthrough/headers';
 import type { UpstreamPool } from '../passthrough/upstream-pool';
+import { runAsClient } from './auth/client-scope';
 import { endWithStatus } from './grpc-respond';
 import { HEALTH_CHECK, HEALTH_WATCH, type HealthService } from './health-service';
 import { Http2ServerCall } from './http2-server-call';
-import type { ServerCall } from './server-call';
+import type { CallStatus, Metadata, ServerCall } from './server-call';
 
 export const EXECUTE = '/build.bazel.remote.execution.v2.Execution/Execute';
 export const WAIT_EXECUTION = '/build.bazel.remote.execution.v2.Execution/WaitExecution';
@@ -33,6 +34,8 @@ export interface RouterDeps {
   maxMessageBytes: number;
   logger: Logger;
   observer?: CallObserver;
+  /** Who is calling and may they (src/server/auth); absent = everyone, unnamed. */
+  admission?: { admit(stream: ServerHttp2Stream, path: string, metadata: Metadata, peer: string): string | CallStatus };
 }
 
 /**
@@ -65,10 +68,15 @@ export class CallRouter {
       endWithStatus(stream, { code: Code.UNIMPLEMENTED, message: `not a gRPC call: ${headers[':method']} ${path}` });
       return done(Code.UNIMPLEMENTED);
     }
+    const client = this.deps.admission?.admit(stream, path, metadata, peer);
+    if (typeof client === 'object') {
+      endWithStatus(stream, client);
+      return done(client.code);
+    }
     const { execute, health } = this.deps;
-    if (path === HEALTH_CHECK || path === HEALTH_WATCH) return this.answer(stream, path, metadata, deadline, peer, (c) => health.handle(c), done);
-    if (execute && path === EXECUTE) return this.answer(stream, path, metadata, deadline, peer, (c) => execute.execute(c), done);
-    if (execute && path === WAIT_EXECUTION) return this.answer(stream, path, metadata, deadline, peer, (c) => execute.waitExecution(c), done);
+    if (path === HEALTH_CHECK || path === HEALTH_WATCH) return this.answer(stream, path, metadata, deadline, peer, client, (c) => health.handle(c), done);
+    if (execute && path === EXECUTE) return this.answer(stream, path, metadata, deadline, peer, client, (c) => execute.execute(c), done);
+    if (execute && path === WAIT_EXECUTION) return this.answer(stream, path, metadata, deadline, peer, client, (c) => execute.waitExecution(c), done);
 
     forwardCall({ stream, path, metadata, deadline }, this.deps.pool, path === GET_CAPABILITIES ? this.capabilitiesForward : this.plainForward, done);
   }
@@ -79,12 +87,14 @@ export class CallRouter {
     metadata: Record<string, string | string[]>,
     deadline: number | undefined,
     peer: string,
+    client: string | undefined,
     handler: (call: ServerCall) => Promise<void>,
     done: (code: number) => void,
   ): void {
-    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, this.deps.maxMessageBytes);
+    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, this.deps.maxMessageBytes, client);
     let code: number = Code.OK;
-    handler(call)
+    // Everything the handler awaits knows whom it works for (per-client limits on the store side).
+    runAsClient(client, () => handler(call))
       .catch((err: unknown) => {
         const e = toProxyError(err, path);
         code = e.code;

@@ -27,6 +27,7 @@ export class Http2ServerCall implements ServerCall {
     readonly deadline: number | undefined,
     readonly peer: string,
     private readonly maxMessageBytes: number,
+    readonly client?: string,
   ) {
     this.signal = this.controller.signal;
     this.done = new Promise((r) => (this.resolveDone = r));

@@ -37,6 +37,8 @@ export interface ServerCall {
   readonly signal: AbortSignal;
   /** Address of the client, for logs. */
   readonly peer: string;
+  /** Who the call is for, as the admission check named it (token name, certificate subject, address); unset without one. */
+  readonly client?: string;
   readonly ended: boolean;
   /** Whether response headers went out (after that, upstream headers can no longer be forwarded as headers). */
   readonly headersSent: boolean;

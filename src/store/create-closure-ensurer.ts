@@ -20,13 +20,15 @@ import { RootingEnsurer } from '../gc/rooting-ensurer';
 import { Code } from '../reapi/grpc-status';
 import { BoundedChecks } from './bounded-checks';
 import { CheckingEnsurer } from './checking-ensurer';
+import { ClientLimitedRealiser } from './client-limited-realiser';
 import type { ClosureEnsurer, EnsureReport } from './closure-ensurer';
 import type { ExistsProbe } from './local-dir-check';
 import { NixCliPathSource, NixCliSharedStore } from './nix-cli-store';
 import { SpawnNixRunner, type NixRunner } from './nix-command';
 import { RetryingWrites } from './retrying-writes';
 import { SerialisedWrites } from './serialised-writes';
-import { Reasons, type SharedStore } from './shared-store';
+import { registeredBytes } from './registered-bytes';
+import { Reasons, type Realiser, type SharedStore } from './shared-store';
 import { SingleFlightRealiser } from './single-flight-realiser';
 import { SourceOrderRealiser } from './source-order-realiser';
 import { parseSharedStoreUrl, parseSubstituterUrl, type StoreUrl } from './store-url';
@@ -53,6 +55,8 @@ export interface ClosureEnsurerDeps {
   retryBaseDelayMs?: number;
   /** GC roots (createGcRoots): every ensured path is rooted and held while it is ensured. */
   leases?: PathLeases;
+  /** Whom the current call is for (src/server/auth/client-scope); needed for limits.client* to apply. */
+  currentClient?: () => string | undefined;
 }
 
 /** A ClosureEnsurer that owns background work: `close()` stops running realisations (at shutdown). */
@@ -116,7 +120,18 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
     metrics,
   );
 
-  let ensurer: ClosureEnsurer = new CheckingEnsurer(store, realiser, logger);
+  const { clientConcurrentRealisations, clientRealisedBytesPerHour } = config.limits;
+  let limited: Realiser = realiser;
+  if (deps.currentClient && (clientConcurrentRealisations !== undefined || clientRealisedBytesPerHour !== undefined)) {
+    limited = new ClientLimitedRealiser(realiser, {
+      limits: { concurrentRealisations: clientConcurrentRealisations, realisedBytesPerHour: clientRealisedBytesPerHour },
+      currentClient: deps.currentClient,
+      measure: (paths, sinceMs) => registeredBytes(runner, shared.url, paths, sinceMs, lifetime.signal),
+      logger,
+    });
+  }
+
+  let ensurer: ClosureEnsurer = new CheckingEnsurer(store, limited, logger);
   if (config.visibleAt !== undefined) {
     ensurer = new VisibilityWaitingEnsurer(ensurer, {
       visibleAt: config.visibleAt.replace(/\/+$/, '') || '/',

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -15,19 +15,37 @@ import { join } from 'node:path';
  *   hang               never answers (sleeps) until killed
  *   unreachable        fails like an unreachable store (exit 1, "cannot connect")
  *   enospc             fails like a full disk (exit 1, "No space left on device")
+ *   wait-release       succeeds once the file `release` exists in the directory (see `release()`)
+ *
+ * `nix path-info` (unless hanging) describes every store path it is given as
+ * valid, registered now, of `narSize` bytes.
  *
  * Each run writes its arguments, NUL-separated, to calls/<pid>.args; a hanging
  * run also leaves hung/<pid>, so the test can check the process is gone later.
  */
 
-export type StubMode = 'invalid' | 'missing-in-shared' | 'valid' | 'hang' | 'unreachable' | 'enospc';
+export type StubMode = 'invalid' | 'missing-in-shared' | 'valid' | 'hang' | 'unreachable' | 'enospc' | 'wait-release';
 
 const SCRIPT = `#!/bin/sh
 dir=$(dirname "$0")
 prog=$(basename "$0")
 printf '%s\\0' "$@" > "$dir/calls/$$.args"
+printf '%s' "$NIX_CONFIG" > "$dir/calls/$$.env"
 mode=$(cat "$dir/mode.$prog" 2>/dev/null || echo valid)
+if [ "$prog" = nix ] && [ "$1" = path-info ] && [ "$mode" != hang ]; then
+  # Every store path argument: valid, registered now, of the size in nar-size (default 1024).
+  size=$(cat "$dir/nar-size" 2>/dev/null || echo 1024)
+  now=$(date +%s)
+  sep=
+  printf '['
+  for a in "$@"; do case "$a" in /nix/store/*) printf '%s{"path":"%s","narSize":%s,"registrationTime":%s}' "$sep" "$a" "$size" "$now"; sep=, ;; esac; done
+  printf ']'
+  exit 0
+fi
 case "$mode" in
+  wait-release)
+    while [ ! -e "$dir/release" ]; do sleep 0.05; done
+    exit 0 ;;
   hang)
     : > "$dir/hung/$$"
     exec sleep 3600 ;;
@@ -78,6 +96,27 @@ export class StubNix {
     writeFileSync(join(this.dir, `mode.${program}`), mode);
   }
 
+  set narSize(bytes: number) {
+    writeFileSync(join(this.dir, 'nar-size'), String(bytes));
+  }
+
+  /** Lets every 'wait-release' run finish (and later ones pass at once, until `hold()`). */
+  release(): void {
+    writeFileSync(join(this.dir, 'release'), '');
+  }
+
+  hold(): void {
+    rmSync(join(this.dir, 'release'), { force: true });
+  }
+
+  /** NIX_CONFIG of every run so far. */
+  environments(): string[] {
+    const dir = join(this.dir, 'calls');
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.env'))
+      .map((f) => readFileSync(join(dir, f), 'utf8'));
+  }
+
   setBoth(mode: StubMode): void {
     this.set('nix', mode);
     this.set('nix-store', mode);
@@ -86,7 +125,7 @@ export class StubNix {
   /** Argument vectors of every run so far (order unspecified). */
   calls(): string[][] {
     const dir = join(this.dir, 'calls');
-    return readdirSync(dir).map((f) => {
+    return readdirSync(dir).filter((f) => f.endsWith('.args')).map((f) => {
       const text = readFileSync(join(dir, f), 'latin1');
       const parts = text.split('\0');
       parts.pop();

@@ -66,6 +66,7 @@ function samples(): Record<ConfigPath, Sample> {
     shutdownGraceMs: { text: '1m', value: 60_000 },
     logLevel: { text: 'debug', value: 'debug' },
     metricsListen: { text: '127.0.0.1:9100', value: '127.0.0.1:9100' },
+    authTokensFile: { text: pem, value: pem },
     sharedStore: { text: '/srv/nix-shared', value: '/srv/nix-shared' },
     substituters: { text: ['daemon', 'https://cache.nixos.org'], value: ['daemon', 'https://cache.nixos.org'] },
     trustedPublicKeys: {
@@ -91,6 +92,8 @@ function samples(): Record<ConfigPath, Sample> {
     'limits.nixCommandTimeoutMs': { text: '90s', value: 90_000 },
     'limits.concurrentRealisations': { text: '8', value: 8 },
     'limits.realiseRetries': { text: '0', value: 0 },
+    'limits.clientConcurrentRealisations': { text: '2', value: 2 },
+    'limits.clientRealisedBytesPerHour': { text: '10GiB', value: 10 * 1024 ** 3 },
     'cache.memoEntries': { text: '1000', value: 1000 },
     'cache.validityTtlMs': { text: '10m', value: 600_000 },
   };
