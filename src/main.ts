@@ -91,7 +91,12 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
     closers.push(() => casClient.close());
     const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, connectTimeoutMs: config.connectTimeoutMs, logger });
-    const roots = createGcRoots(config, { logger, metrics, runner: extras.nixRunner });
+    const roots = createGcRoots(config, {
+      logger,
+      metrics,
+      runner: extras.nixRunner,
+      onSweep: (outcome) => metrics.gcSweepFinished({ ok: outcome.ok, atMs: outcome.atMs }),
+    });
     const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics, leases: roots, currentClient });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
     closers.push(() => ensurer.close(), () => roots.close());

@@ -56,6 +56,9 @@ export interface Metrics {
    * known, are the totals after the change (they set gauges).
    */
   gcRoots(change: { added: number; dropped: number; rooted?: number; rootedBytes?: number }): void;
+
+  /** A periodic sweep of GC roots ended (at `atMs`, epoch ms), successfully or not. */
+  gcSweepFinished(sweep: { ok: boolean; atMs: number }): void;
 }
 
 /** Steps of an Execute's preparation, in the order they run. */
@@ -94,4 +97,5 @@ export const NO_METRICS: Metrics = Object.freeze({
   realisationFinished() {},
   singleFlightJoined() {},
   gcRoots() {},
+  gcSweepFinished() {},
 });

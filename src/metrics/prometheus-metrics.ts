@@ -98,6 +98,12 @@ export class PrometheusMetrics implements Metrics, CallObserver {
 
   private readonly rootsAdded = this.counter('gc_roots_added_total', 'GC roots added on the shared store.', []);
   private readonly rootsDropped = this.counter('gc_roots_dropped_total', 'GC roots dropped from the shared store.', []);
+  private readonly sweeps = this.counter('gc_sweeps_total', 'Periodic sweeps of GC roots, by outcome.', ['outcome']);
+  private readonly lastSweep = new Gauge({
+    name: `${METRIC_PREFIX}gc_last_sweep_timestamp_seconds`,
+    help: 'When the last successful sweep of GC roots ended (Unix time).',
+    registers: [this.registry],
+  });
   private readonly roots = new Gauge({ name: `${METRIC_PREFIX}gc_roots`, help: 'GC roots the proxy holds on the shared store.', registers: [this.registry] });
   private readonly rootedBytes = new Gauge({
     name: `${METRIC_PREFIX}gc_rooted_bytes`,
@@ -178,6 +184,11 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     this.rootsDropped.inc(count(change.dropped));
     if (change.rooted !== undefined) this.roots.set(count(change.rooted));
     if (change.rootedBytes !== undefined) this.rootedBytes.set(count(change.rootedBytes));
+  }
+
+  gcSweepFinished(sweep: { ok: boolean; atMs: number }): void {
+    this.sweeps.inc({ outcome: sweep.ok ? 'ok' : 'failed' });
+    if (sweep.ok && Number.isFinite(sweep.atMs)) this.lastSweep.set(sweep.atMs / 1000);
   }
 
   private observeSteps(steps: PrepareSteps): void {

@@ -137,6 +137,16 @@ describe('PrometheusMetrics', () => {
     expect(valueOf(s, `${P}gc_rooted_bytes`)).toBe(4096);
   });
 
+  it('counts GC sweeps by outcome and keeps the time of the last successful one', async () => {
+    const m = fresh();
+    m.gcSweepFinished({ ok: true, atMs: 1_700_000_000_000 });
+    m.gcSweepFinished({ ok: false, atMs: 1_700_000_360_000 });
+    const s = await samplesOf(m);
+    expect(valueOf(s, `${P}gc_sweeps_total`, { outcome: 'ok' })).toBe(1);
+    expect(valueOf(s, `${P}gc_sweeps_total`, { outcome: 'failed' })).toBe(1);
+    expect(valueOf(s, `${P}gc_last_sweep_timestamp_seconds`)).toBe(1_700_000_000);
+  });
+
   it('keeps separate counts per instance (no global registry)', async () => {
     const a = fresh();
     const b = fresh();
