@@ -6,6 +6,7 @@ import { onDeadline } from '../server/deadline-timer';
 import { endWithStatus } from '../server/grpc-respond';
 import { UpstreamExchange, type HeaderMap } from './upstream-exchange';
 import type { UpstreamPool } from './upstream-pool';
+import { WRITE_AHEAD, type WriteAheadSlot } from './write-ahead';
 
 export interface IncomingCall {
   stream: ServerHttp2Stream;
@@ -49,6 +50,7 @@ export function forwardCall(call: IncomingCall, pool: UpstreamPool, options: For
     settle(code);
   };
 
+  const responseSlot: WriteAheadSlot = { held: false };
   const rewrite = options.rewriteUnaryResponse;
   let held: Buffer[] | undefined = rewrite ? [] : undefined;
   let heldBytes = 0;
@@ -74,7 +76,7 @@ export function forwardCall(call: IncomingCall, pool: UpstreamPool, options: For
           return true;
         }
       }
-      const ok = stream.write(chunk);
+      const ok = WRITE_AHEAD.write(stream, chunk, responseSlot);
       if (!ok) stream.once('drain', () => exchange.resume());
       return ok;
     },

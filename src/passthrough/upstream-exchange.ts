@@ -2,6 +2,7 @@ import http2, { type ClientHttp2Stream } from 'node:http2';
 import { Code } from '../reapi/grpc-status';
 import { formatGrpcTimeout, headersFromRaw, metadataFromHeaders, upstreamRequestHeaders } from './headers';
 import type { UpstreamPool } from './upstream-pool';
+import { WRITE_AHEAD, type WriteAheadSlot } from './write-ahead';
 
 export type HeaderMap = Record<string, string | string[]>;
 
@@ -31,6 +32,7 @@ export class UpstreamExchange {
   private finished = false;
   private cancelled = false;
   private trailers: HeaderMap | undefined;
+  private readonly writeSlot: WriteAheadSlot = { held: false };
 
   constructor(
     pool: UpstreamPool,
@@ -105,8 +107,8 @@ export class UpstreamExchange {
 
   /** Sends request body bytes; false means wait for `onDrain`. */
   write(chunk: Buffer): boolean {
-    if (this.finished || this.cancelled) return true;
-    return this.stream?.write(chunk) ?? true;
+    if (this.finished || this.cancelled || !this.stream) return true;
+    return WRITE_AHEAD.write(this.stream, chunk, this.writeSlot);
   }
 
   onDrain(cb: () => void): void {
