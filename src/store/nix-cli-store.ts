@@ -106,21 +106,13 @@ export class NixCliSharedStore implements SharedStore {
     if (paths.length === 0) return [];
     assertStorePaths(paths);
     await checkLocalDir(this.o.store, 'shared store', Reasons.SHARED_STORE_UNAVAILABLE, this.exists);
-    const outcomes = await runOverPaths(
-      this.o.runner,
-      { program: 'nix-store', fixedArgs: ['--store', this.url, '--check-validity', '--print-invalid'] },
-      paths,
-      signal,
-    );
-    const bad = failed(outcomes);
-    if (bad) {
-      throw new ProxyError(
+    return invalidIn(this.o.runner, this.url, paths, signal, (why) =>
+      new ProxyError(
         Code.UNAVAILABLE,
         Reasons.SHARED_STORE_UNAVAILABLE,
-        `shared Nix store ${this.url} cannot be reached or read: ${nixErrorSummary(bad.stderr) || `exit ${bad.exitCode ?? bad.signal}`}. ${storeHint(this.o.store)}`,
-      );
-    }
-    return invalidFrom(outcomes, paths);
+        `shared Nix store ${this.url} cannot be reached or read: ${why}. ${storeHint(this.o.store)}`,
+      ),
+    );
   }
 
   async copyFrom(source: PathSource, paths: readonly string[], signal: AbortSignal): Promise<void> {
@@ -177,6 +169,29 @@ export interface NixCliPathSourceOptions {
   exists?: ExistsProbe;
 }
 
+/**
+ * One batched `nix-store --check-validity --print-invalid` against `storeUrl`
+ * (it never asks a substituter); returns the invalid paths. A Nix failure is
+ * turned into the caller's error, given Nix's own summary of why.
+ */
+async function invalidIn(
+  runner: NixRunner,
+  storeUrl: string,
+  paths: readonly string[],
+  signal: AbortSignal,
+  unreachable: (why: string) => ProxyError,
+): Promise<string[]> {
+  const outcomes = await runOverPaths(
+    runner,
+    { program: 'nix-store', fixedArgs: ['--store', storeUrl, '--check-validity', '--print-invalid'] },
+    paths,
+    signal,
+  );
+  const bad = failed(outcomes);
+  if (bad) throw unreachable(nixErrorSummary(bad.stderr) || `exit ${bad.exitCode ?? bad.signal}`);
+  return invalidFrom(outcomes, paths);
+}
+
 /** A substituter asked by a validity check against it (for binary caches: narinfo lookups). */
 export class NixCliPathSource implements PathSource {
   readonly url: string;
@@ -191,21 +206,11 @@ export class NixCliPathSource implements PathSource {
     if (paths.length === 0) return new Set();
     assertStorePaths(paths);
     await checkLocalDir(this.o.store, 'substituter', Reasons.SOURCE_UNAVAILABLE, this.exists);
-    const outcomes = await runOverPaths(
-      this.o.runner,
-      { program: 'nix-store', fixedArgs: ['--store', this.url, '--check-validity', '--print-invalid'] },
-      paths,
-      signal,
+    const invalid = new Set(
+      await invalidIn(this.o.runner, this.url, paths, signal, (why) =>
+        new ProxyError(Code.UNAVAILABLE, Reasons.SOURCE_UNAVAILABLE, `substituter ${this.url} cannot be asked: ${why}`),
+      ),
     );
-    const bad = failed(outcomes);
-    if (bad) {
-      throw new ProxyError(
-        Code.UNAVAILABLE,
-        Reasons.SOURCE_UNAVAILABLE,
-        `substituter ${this.url} cannot be asked: ${nixErrorSummary(bad.stderr) || `exit ${bad.exitCode ?? bad.signal}`}`,
-      );
-    }
-    const invalid = new Set(invalidFrom(outcomes, paths));
     return new Set(paths.filter((p) => !invalid.has(p)));
   }
 }
