@@ -18,7 +18,7 @@ import { missingPathsStatus } from './missing-paths-status';
 import { finishedOperation } from './operation-messages';
 import { isOurOperationName, newOperationName } from './operation-names';
 import { OperationRegistry, type RegistryBounds } from './operation-registry';
-import { prepareAction, type PrepareReport } from './prepare-action';
+import { createActionMemo, prepareAction, type PrepareReport } from './prepare-action';
 import { createWalkMemo, TreeWalker } from './tree-walker';
 
 export interface ExecuteServiceDeps {
@@ -71,11 +71,13 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   const leases = deps.leases ?? NO_LEASES;
   const registry = new OperationRegistry(deps.tuning?.registry);
   const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries));
+  const actions = createActionMemo(config.cache.memoEntries);
   const graceMs = deps.tuning?.detachGraceMs ?? Math.max(30_000, 2 * config.progressIntervalMs);
   const followDeps = { upstream: deps.upstream, registry, progressIntervalMs: config.progressIntervalMs };
   const prepareDeps = {
     casReader: deps.casReader,
     walker,
+    actions,
     ensurer: deps.ensurer,
     limits: config.limits,
     maxMessageBytes: config.maxMessageBytes,
@@ -246,6 +248,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
         outcome: end,
         ...(report.error ? { code: report.error.code, reason: report.error.reason, error: report.error.message } : {}),
         references: report.references.size,
+        ...(report.actionMemoHit ? { actionMemo: true } : {}),
         sample: [...report.references.keys()].slice(0, 3),
         tree: walk
           ? {
@@ -279,6 +282,8 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   function recordMetrics(report: PrepareReport, end: PrepareEnd, prepareMs: number): void {
     const walk = report.walk;
     const ensure = report.ensure;
+    if (report.actionMemoHit) metrics.cacheLookups('action', 1, 0);
+    else if (walk) metrics.cacheLookups('action', 0, 1);
     if (walk) metrics.cacheLookups('tree', walk.stats.memoHits, walk.stats.directoriesFetched + walk.stats.filesFetched);
     // The Command read and the tree walk overlap; 'read' is the span until both are done.
     const read = report.readMs !== undefined || report.walkMs !== undefined ? Math.max(report.readMs ?? 0, report.walkMs ?? 0) : undefined;

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Config } from '../config/config';
 import { ProxyError } from '../errors';
 import { isStorePath } from '../nix/store-path';
@@ -27,6 +28,26 @@ export interface PrepareDeps {
   ensurer: ClosureEnsurer;
   limits: Config['limits'];
   maxMessageBytes: number;
+  /** Store paths of actions seen before (optional: without it every Execute reads its Action and Command). */
+  actions?: ActionMemo;
+}
+
+/**
+ * The store paths an Action was found to reference, by digest function and
+ * action digest. An Action names its Command and input root by digest, so what
+ * it references never changes: an Execute of an action seen before skips
+ * reading the Action, the Command and the tree (on the warm path, two CAS round
+ * trips and most of the proxy's work). Only complete answers are kept: not
+ * when the scan budget cut the walk short, and never a failure.
+ */
+export type ActionMemo = LRUCache<string, References>;
+
+export function createActionMemo(maxEntries: number): ActionMemo {
+  return new LRUCache<string, References>({
+    max: Math.max(1, maxEntries),
+    maxSize: Math.max(1, maxEntries) * 8,
+    sizeCalculation: (refs) => 1 + refs.size,
+  });
 }
 
 /** Filled in as preparation goes, so a failure still reports what was done (for the log line). */
@@ -41,6 +62,8 @@ export interface PrepareReport {
   ensureMs?: number;
   /** Set when the ensurer (not the CAS or the walk) threw. */
   failedStep?: 'ensure';
+  /** The references came from the action memo: nothing was read from the CAS. */
+  actionMemoHit?: boolean;
   error?: ProxyError;
 }
 
@@ -52,6 +75,32 @@ export interface PrepareReport {
  * comes out unchanged for the caller to turn into a finished Operation.
  */
 export async function prepareAction(input: PrepareInput, deps: PrepareDeps, report: PrepareReport): Promise<void> {
+  const memoKey = `${input.digestFunction}:${digestKey(input.actionDigest)}`;
+  const known = deps.actions?.get(memoKey);
+  if (known !== undefined) {
+    report.actionMemoHit = true;
+    for (const [path, where] of known) report.references.set(path, where);
+  } else {
+    await collectReferences(input, deps, report);
+    if (report.walk?.stats.filesSkippedBudget === 0) deps.actions?.set(memoKey, new Map(report.references));
+  }
+
+  const paths = [...report.references.keys()].filter(isStorePath);
+  if (paths.length === 0) return;
+  const started = Date.now();
+  report.step = 'ensure';
+  try {
+    report.ensure = await deps.ensurer.ensure(paths, input.signal);
+  } catch (err) {
+    report.failedStep = 'ensure';
+    throw err;
+  } finally {
+    report.ensureMs = Date.now() - started;
+  }
+}
+
+/** Reads the Action and Command, walks the input tree, and fills `report.references`. */
+async function collectReferences(input: PrepareInput, deps: PrepareDeps, report: PrepareReport): Promise<void> {
   // A failed read stops the reads running beside it.
   const local = new AbortController();
   const signal = AbortSignal.any([input.signal, local.signal]);
@@ -66,7 +115,7 @@ export async function prepareAction(input: PrepareInput, deps: PrepareDeps, repo
   const fetch = (digests: readonly BlobDigest[]): Promise<Map<string, Buffer>> => deps.casReader.readBlobs(ctx, digests);
   const limits = deps.limits;
 
-  let started = Date.now();
+  const started = Date.now();
   report.step = 'read';
   const action = decodeBounded<ActionFields & { commandDigest?: DigestLike; inputRootDigest?: DigestLike }>(
     'Action',
@@ -118,19 +167,6 @@ export async function prepareAction(input: PrepareInput, deps: PrepareDeps, repo
     if (references.has(path)) continue;
     if (references.size >= limits.storePathsPerAction) throw tooManyPaths(limits.storePathsPerAction);
     references.set(path, where);
-  }
-
-  const paths = [...references.keys()].filter(isStorePath);
-  if (paths.length === 0) return;
-  started = Date.now();
-  report.step = 'ensure';
-  try {
-    report.ensure = await deps.ensurer.ensure(paths, input.signal);
-  } catch (err) {
-    report.failedStep = 'ensure';
-    throw err;
-  } finally {
-    report.ensureMs = Date.now() - started;
   }
 }
 

@@ -83,8 +83,8 @@ export interface ExecutePrepared {
   realised: number;
 }
 
-export const CACHE_NAMES = ['validity', 'tree'] as const;
-/** validity: store paths known valid; tree: CAS digest -> store paths found in it. */
+export const CACHE_NAMES = ['validity', 'tree', 'action'] as const;
+/** validity: store paths known valid; tree: CAS digest -> store paths found in it; action: Action digest -> store paths it references. */
 export type CacheName = (typeof CACHE_NAMES)[number];
 
 /** Does nothing; what modules get when metrics are off. */

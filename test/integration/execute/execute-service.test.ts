@@ -67,7 +67,7 @@ function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: 
 }
 
 /** An action whose command and input tree reference store paths; a unique salt keeps memo hits out. */
-function putAction(salt: string, extra: { missingFile?: boolean } = {}): { request: Buffer; action: Digest; expected: string[] } {
+function putAction(salt: string, extra: { missingFile?: boolean } = {}): { request: Buffer; action: Digest; root: Digest; expected: string[] } {
   const script = Buffer.from(`#!${P.bash}/bin/sh\nexec ${P.clang}/bin/cc "$@" # ${salt}\n`);
   const scriptDigest = extra.missingFile ? sha256Digest(script) : fake.putBlob(script, INSTANCE);
   const lib = fake.putBlob(directoryBytes({ symlinks: [{ name: 'libc.so', target: `${P.glibc}/lib/libc.so.6` }] }), INSTANCE);
@@ -89,7 +89,14 @@ function putAction(salt: string, extra: { missingFile?: boolean } = {}): { reque
   );
   // A field this proxy does not know (99, varint 1): the relayed bytes must still carry it.
   const request = Buffer.concat([encoded, Buffer.from([0x98, 0x06, 0x01])]);
-  return { request, action, expected: [P.bash, P.clang, P.glibc, P.python].sort() };
+  return { request, action, root, expected: [P.bash, P.clang, P.glibc, P.python].sort() };
+}
+
+/** Digests asked for with BatchReadBlobs since the fake's calls were last cleared. */
+function digestsRead(): number {
+  return fake
+    .calls(PATHS.BatchReadBlobs)
+    .reduce((n, c) => n + (decode('BatchReadBlobsRequest', c.requests[0]!).digests as unknown[]).length, 0);
 }
 
 function waitRequest(name: string): Buffer {
@@ -143,10 +150,28 @@ describe('Execute', () => {
     }
   });
 
-  it('reads only the Action and Command again for an input tree it has walked before', async () => {
+  it('reads only the Action and Command of a new action over an input tree it has walked before', async () => {
     const { service, ensurer, upstream } = setup();
     ensurer.auto = {};
-    const { request } = putAction('memo');
+    const { request, root } = putAction('memo');
+    // The same input tree under another Command: a different action.
+    const command = fake.putMessage('build.bazel.remote.execution.v2.Command', { arguments: ['cc-memo', '-O2'] }, INSTANCE);
+    const action = fake.putMessage('build.bazel.remote.execution.v2.Action', { commandDigest: command, inputRootDigest: root }, INSTANCE);
+    const other = Buffer.from(T.ExecuteRequest.encode({ instanceName: INSTANCE, actionDigest: action }).finish());
+    for (const [i, r] of [request, other].entries()) {
+      const call = new FakeServerCall(EXECUTE_PATH, r);
+      const done = service.execute(call);
+      (await upstream.nth(i)).release({ messages: [upstreamOperation('up', true)] });
+      await done;
+      if (i === 0) fake.clearCalls();
+    }
+    expect(digestsRead()).toBe(2);
+  });
+
+  it('reads nothing from the CAS for an action it has prepared before, and ensures its paths again', async () => {
+    const { service, ensurer, upstream } = setup();
+    ensurer.auto = {};
+    const { request, expected } = putAction('again');
     for (let i = 0; i < 2; i++) {
       const call = new FakeServerCall(EXECUTE_PATH, request);
       const done = service.execute(call);
@@ -154,10 +179,8 @@ describe('Execute', () => {
       await done;
       if (i === 0) fake.clearCalls();
     }
-    const digestsRead = fake
-      .calls(PATHS.BatchReadBlobs)
-      .reduce((n, c) => n + (decode('BatchReadBlobsRequest', c.requests[0]!).digests as unknown[]).length, 0);
-    expect(digestsRead).toBe(2);
+    expect(digestsRead()).toBe(0);
+    expect([...ensurer.calls[ensurer.calls.length - 1]!.paths].sort()).toEqual(expected);
   });
 
   it('reads the CAS with ByteStream.Read when the upstream has no BatchReadBlobs', async () => {
