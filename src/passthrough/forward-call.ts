@@ -43,6 +43,10 @@ export function forwardCall(call: IncomingCall, pool: UpstreamPool, options: For
     if (settled) return;
     settled = true;
     cancelDeadline?.();
+    // The request may be paused waiting for the upstream (backpressure) when the call ends early
+    // (an early answer, a lost upstream): read and drop the rest, or the stream never sees its
+    // end, is never destroyed, and holds the client's connection open after the client has gone.
+    stream.resume();
     onDone(code);
   };
   const answer = (code: number, message: string): void => {

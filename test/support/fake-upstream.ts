@@ -162,6 +162,8 @@ export class FakeUpstream {
   private readonly recordLimit: number;
   private server: grpc.Server | undefined;
   private started: StartedFake | undefined;
+  /** The port of the last start: a start after stop() listens there again, keeping the CAS (an upstream restart). */
+  private lastPort: number | undefined;
 
   constructor(private readonly options: FakeUpstreamOptions = {}) {
     this.cas = new MemoryCas(options.separateInstances ?? true);
@@ -190,9 +192,10 @@ export class FakeUpstream {
       ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], Boolean(tls.clientCa))
       : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${this.options.port ?? 0}`, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
+      server.bindAsync(`127.0.0.1:${this.options.port ?? this.lastPort ?? 0}`, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
     );
     this.server = server;
+    this.lastPort = port;
     this.started = {
       port,
       address: `127.0.0.1:${port}`,
@@ -206,6 +209,7 @@ export class FakeUpstream {
   async stop(graceMs = 250): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    this.started = undefined;
     if (!server) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
