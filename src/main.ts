@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
+import { parseHostPort } from './config/value-checks';
 import { packageVersion } from './config/version';
 import { createCasClient } from './execute/cas-client';
 import { createExecuteService } from './execute/execute-handler';
@@ -168,8 +169,9 @@ function combineObservers(...observers: Array<CallObserver | undefined>): CallOb
   return { callDone: (path, code, durationMs) => present.forEach((o) => o.callDone(path, code, durationMs)) };
 }
 
+/** A validated host:port (the config loader checked it) as node's listen() wants it: IPv6 without brackets. */
 export function splitHostPort(listen: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
-  if (!m) throw new Error(`listen address '${listen}' is not host:port`);
-  return { host: m[1]!, port: Number(m[2]) };
+  const parsed = parseHostPort(listen, { allowPortZero: true });
+  if ('error' in parsed) throw new Error(`listen address '${listen}' ${parsed.error}`);
+  return { host: parsed.host.replace(/^\[(.*)\]$/, '$1'), port: parsed.port };
 }
