@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite and the demo need on Debian 12, as root:
 # Nix 2.8 (usable offline), Bazel 4.2.3 and its sources (for the remote worker
-# and the stand-in rule repositories), OpenSSH (ssh-ng store tests) and the npm
+# and the stand-in rule repositories), OpenSSH (ssh-ng store tests), HAProxy (the
+# HTTP/2 front tests) and the npm
 # dependencies. Idempotent: when everything is in place it prints nothing and
 # takes well under a second. Needs no network beyond apt and npm.
 set -euo pipefail
@@ -36,7 +37,7 @@ installed() {
 # where apt is configured to skip Recommends.
 with_recommends=(nix-bin nix-setup-systemd)
 # Bazel pulls in a JDK and build-essential; its Recommends are not needed.
-without_recommends=(bazel-bootstrap bazel-bootstrap-source default-jdk-headless openssh-server util-linux openssl nfs-ganesha nfs-ganesha-vfs)
+without_recommends=(bazel-bootstrap bazel-bootstrap-source default-jdk-headless openssh-server util-linux openssl nfs-ganesha nfs-ganesha-vfs haproxy)
 
 missing_with=()
 missing_without=()
