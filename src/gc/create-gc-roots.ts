@@ -130,22 +130,25 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
   const location = rootLocation(store, config.gcRootsDir);
   const offMessage =
     'GC roots are OFF: store paths copied into the shared store are not protected from its garbage collector, and nothing is pruned';
+  const metrics = deps.metrics ?? NO_METRICS;
   if (!location.on) {
     logger.warn({ sharedStore: store.url, why: location.why }, offMessage);
+    metrics.gcRootsState({ on: false });
     return off(location);
   }
   const problem = prepareDir(location, logger);
   if (problem !== undefined) {
     const why = problem;
     logger.warn({ sharedStore: store.url, why }, offMessage);
+    metrics.gcRootsState({ on: false });
     return off({ on: false, why });
   }
+  metrics.gcRootsState({ on: true });
 
   const timings = rootTimings(config);
   const gcSocket = usableSocket(location.gcSocket, logger);
   const now = deps.now ?? Date.now;
   const fs = deps.fs ?? nodeRootFs;
-  const metrics = deps.metrics ?? NO_METRICS;
   const host = hostname();
   const roots = new GcRoots({
     dir: location.dir,

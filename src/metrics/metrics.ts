@@ -57,6 +57,9 @@ export interface Metrics {
    */
   gcRoots(change: { added: number; dropped: number; rooted?: number; rootedBytes?: number }): void;
 
+  /** Whether GC roots protect what the proxy copies into the shared store (set once, at start). */
+  gcRootsState(state: { on: boolean }): void;
+
   /** A periodic sweep of GC roots ended (at `atMs`, epoch ms), successfully or not. */
   gcSweepFinished(sweep: { ok: boolean; atMs: number }): void;
 }
@@ -97,5 +100,6 @@ export const NO_METRICS: Metrics = Object.freeze({
   realisationFinished() {},
   singleFlightJoined() {},
   gcRoots() {},
+  gcRootsState() {},
   gcSweepFinished() {},
 });

@@ -104,6 +104,11 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     help: 'When the last successful sweep of GC roots ended (Unix time).',
     registers: [this.registry],
   });
+  private readonly rootsEnabled = new Gauge({
+    name: `${METRIC_PREFIX}gc_roots_enabled`,
+    help: 'Whether GC roots protect the store paths the proxy copies into the shared store: 1 on, 0 off (or no shared store). Off means a GC on the store server deletes them.',
+    registers: [this.registry],
+  });
   private readonly roots = new Gauge({ name: `${METRIC_PREFIX}gc_roots`, help: 'GC roots the proxy holds on the shared store.', registers: [this.registry] });
   private readonly rootedBytes = new Gauge({
     name: `${METRIC_PREFIX}gc_rooted_bytes`,
@@ -184,6 +189,10 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     this.rootsDropped.inc(count(change.dropped));
     if (change.rooted !== undefined) this.roots.set(count(change.rooted));
     if (change.rootedBytes !== undefined) this.rootedBytes.set(count(change.rootedBytes));
+  }
+
+  gcRootsState(state: { on: boolean }): void {
+    this.rootsEnabled.set(state.on ? 1 : 0);
   }
 
   gcSweepFinished(sweep: { ok: boolean; atMs: number }): void {

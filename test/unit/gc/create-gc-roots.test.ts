@@ -6,7 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, type Config } from '../../../src/config/config';
 import { createGcRoots } from '../../../src/gc/create-gc-roots';
 import { rootTimings } from '../../../src/gc/gc-roots-settings';
+import { PrometheusMetrics } from '../../../src/metrics/prometheus-metrics';
+import { parseExposition, valueOf } from '../../integration/metrics/prometheus-text';
 import { storePath } from '../store/fake-nix';
+
+async function rootsEnabled(metrics: PrometheusMetrics): Promise<number | undefined> {
+  return valueOf(parseExposition((await metrics.exposition()).body), 'nix_reapi_proxy_gc_roots_enabled');
+}
 
 let dir: string;
 
@@ -60,6 +66,21 @@ describe('createGcRoots', () => {
     await roots.acquire([storePath('a')]);
     expect(await readdir(target)).toContain(storePath('a').slice(11));
     await roots.close();
+  });
+
+  it('says through nix_reapi_proxy_gc_roots_enabled whether roots are on', async () => {
+    const offMetrics = new PrometheusMetrics({ version: 't' });
+    expect(await rootsEnabled(offMetrics)).toBe(0);
+    const off = createGcRoots(config({ sharedStore: 'ssh-ng://builder' }), { logger: recordingLogger().logger, metrics: offMetrics });
+    expect(off.location.on).toBe(false);
+    expect(await rootsEnabled(offMetrics)).toBe(0);
+    const onMetrics = new PrometheusMetrics({ version: 't' });
+    const target = join(dir, 'metric-gcroots', 'nix-reapi-proxy');
+    await mkdir(join(dir, 'metric-gcroots'));
+    const on = createGcRoots(config({ sharedStore: 'ssh-ng://builder', gcRootsDir: target }), { logger: recordingLogger().logger, metrics: onMetrics });
+    expect(on.location.on).toBe(true);
+    expect(await rootsEnabled(onMetrics)).toBe(1);
+    await on.close();
   });
 
   it('does not create directories under a store directory that is missing (an unmounted volume)', async () => {
