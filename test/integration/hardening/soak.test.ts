@@ -21,6 +21,12 @@ import { startProxy, type ProxyProcess } from '../../support/proxy-process';
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
 /** Growth allowed between the first and last third of the run after warm-up: generous, a leak grows without bound. */
 const FLAT_BYTES = 96 * 1024 * 1024;
+/**
+ * The proxy's V8 old space is capped, as in `bench/soak.ts --proxy-heap-mb`: uncapped, V8 collects less
+ * often when the machine is busy, so RSS then measures the machine's load rather than the proxy's live memory.
+ * With the cap, growth is live memory, and a leak ends the proxy with a heap-exhaustion crash the test sees.
+ */
+const PROXY_HEAP_MB = 192;
 
 let work: string;
 let fake: FakeUpstream;
@@ -43,7 +49,7 @@ beforeAll(async () => {
   const up = await fake.start();
   proxy = await startProxy(
     ['--upstream', up.url, '--shared-store', store, '--substituter', `file://${cache}`, '--nix-bin-dir', nix.dir, '--connect-timeout', '2s', '--limits-realise-retries', '0'],
-    { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
+    { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info', NODE_OPTIONS: `--max-old-space-size=${PROXY_HEAP_MB}` } },
   );
 });
 
@@ -73,6 +79,7 @@ it(`${SECONDS} s of traffic from 200 clients with faults: no blob lost or corrup
   expect(Object.keys(report.faults).length, summary).toBeGreaterThanOrEqual(4);
   // Faults are brief and clients retry: almost everything succeeds in the end.
   expect(failed / total, summary).toBeLessThan(0.01);
+  expect(proxy.child.exitCode, `the proxy exited during the soak:\n${proxy.logs().slice(-4000)}`).toBeNull();
   expect(report.rss.lastThirdMedian - report.rss.firstThirdMedian, summary).toBeLessThan(FLAT_BYTES);
 
   const after = await settle(
