@@ -153,6 +153,12 @@ const SPECS = [
     description: 'Bytes of store paths realised for one client per sliding hour; past it, realisations are refused RESOURCE_EXHAUSTED (unset = no limit).' },
   { path: 'cache.memoEntries', kind: 'integer', valueName: 'N', min: 1,
     description: 'Entries in the digest -> store paths memo.' },
+  { path: 'cache.treeMemoBytes', kind: 'size', valueName: 'SIZE', min: 1024,
+    description: 'Heap bytes the input-tree memo (directory and file digest -> store paths) may hold.' },
+  { path: 'cache.actionMemoBytes', kind: 'size', valueName: 'SIZE', min: 1024,
+    description: 'Heap bytes the action memo (action digest -> store paths and where found) may hold.' },
+  { path: 'cache.validityBytes', kind: 'size', valueName: 'SIZE', min: 1024,
+    description: 'Heap bytes the cache of paths known valid on the shared store may hold.' },
   { path: 'cache.validityTtlMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
     description: 'How long a path known valid on the shared store is trusted without asking again.' },
 ] as const satisfies readonly KeySpec[];

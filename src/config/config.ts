@@ -95,6 +95,12 @@ export interface Config {
   cache: {
     /** Entries in the digest -> store paths memo (directories and files). */
     memoEntries: number;
+    /** Heap bytes the input-tree memo (directory and file digest -> store paths) may hold. */
+    treeMemoBytes: number;
+    /** Heap bytes the action memo (action digest -> store paths and where they were found) may hold. */
+    actionMemoBytes: number;
+    /** Heap bytes the cache of paths known valid on the shared store may hold. */
+    validityBytes: number;
     /** How long a path known valid is trusted without asking the store. */
     validityTtlMs: number;
   };
@@ -132,6 +138,9 @@ export const DEFAULTS: Config = {
   },
   cache: {
     memoEntries: 200_000,
+    treeMemoBytes: 64 * 1024 * 1024,
+    actionMemoBytes: 32 * 1024 * 1024,
+    validityBytes: 16 * 1024 * 1024,
     validityTtlMs: 5 * 60_000,
   },
 };

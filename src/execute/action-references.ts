@@ -1,6 +1,7 @@
 import { ProxyError } from '../errors';
 import { scanStorePaths } from '../nix/reference-scanner';
 import { Code } from '../reapi/grpc-status';
+import { capWhere } from './memo-size';
 
 /**
  * Store paths an Action and its Command mention outside the input tree:
@@ -61,7 +62,7 @@ export function addFound(input: string | Uint8Array, where: string, into: Refere
   for (const path of found) {
     if (into.has(path)) continue;
     if (into.size >= maxPaths) throw tooManyPaths(maxPaths);
-    into.set(path, where);
+    into.set(path, capWhere(where));
   }
 }
 

@@ -70,8 +70,8 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   const metrics = deps.metrics ?? NO_METRICS;
   const leases = deps.leases ?? NO_LEASES;
   const registry = new OperationRegistry(deps.tuning?.registry);
-  const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries));
-  const actions = createActionMemo(config.cache.memoEntries);
+  const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries, config.cache.treeMemoBytes));
+  const actions = createActionMemo(config.cache.memoEntries, config.cache.actionMemoBytes);
   const graceMs = deps.tuning?.detachGraceMs ?? Math.max(30_000, 2 * config.progressIntervalMs);
   const followDeps = { upstream: deps.upstream, registry, progressIntervalMs: config.progressIntervalMs };
   const prepareDeps = {

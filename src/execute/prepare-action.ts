@@ -10,6 +10,7 @@ import type { ClosureEnsurer, EnsureReport } from '../store/closure-ensurer';
 import { collectActionReferences, tooManyPaths, type ActionFields, type CommandFields, type References } from './action-references';
 import type { CasReadContext, CasReader } from './cas-reader';
 import { digestKey, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
+import { byteBound, capWhere, referencesBytes } from './memo-size';
 import type { TreeWalkResult, TreeWalker } from './tree-walker';
 
 export interface PrepareInput {
@@ -33,21 +34,29 @@ export interface PrepareDeps {
 }
 
 /**
- * The store paths an Action was found to reference, by digest function and
- * action digest. An Action names its Command and input root by digest, so what
+ * The store paths an Action was found to reference, by instance name, digest
+ * function and action digest (a client of one instance never learns what
+ * another instance's action references without reading it under its own
+ * credentials). An Action names its Command and input root by digest, so what
  * it references never changes: an Execute of an action seen before skips
  * reading the Action, the Command and the tree (on the warm path, two CAS round
  * trips and most of the proxy's work). Only complete answers are kept: not
- * when the scan budget cut the walk short, and never a failure.
+ * when the scan budget cut the walk short, and never a failure. Bounded in
+ * entries and in heap bytes (where-found texts are capped, see memo-size.ts).
  */
 export type ActionMemo = LRUCache<string, References>;
 
-export function createActionMemo(maxEntries: number): ActionMemo {
+export function createActionMemo(maxEntries: number, maxBytes = 32 * 1024 * 1024): ActionMemo {
   return new LRUCache<string, References>({
     max: Math.max(1, maxEntries),
-    maxSize: Math.max(1, maxEntries) * 8,
-    sizeCalculation: (refs) => 1 + refs.size,
+    ...byteBound(maxBytes),
+    sizeCalculation: (refs, key) => referencesBytes(key, refs),
   });
+}
+
+/** The action memo's key: instance name, digest function and action digest. */
+export function actionMemoKey(instanceName: string, digestFunction: number, actionDigest: BlobDigest): string {
+  return `${digestFunction}:${digestKey(actionDigest)}:${instanceName}`;
 }
 
 /** Filled in as preparation goes, so a failure still reports what was done (for the log line). */
@@ -75,7 +84,7 @@ export interface PrepareReport {
  * comes out unchanged for the caller to turn into a finished Operation.
  */
 export async function prepareAction(input: PrepareInput, deps: PrepareDeps, report: PrepareReport): Promise<void> {
-  const memoKey = `${input.digestFunction}:${digestKey(input.actionDigest)}`;
+  const memoKey = actionMemoKey(input.instanceName, input.digestFunction, input.actionDigest);
   const known = deps.actions?.get(memoKey);
   if (known !== undefined) {
     report.actionMemoHit = true;
@@ -139,6 +148,7 @@ async function collectReferences(input: PrepareInput, deps: PrepareDeps, report:
   const walkDone = deps.walker
     .walk(inputRoot, {
       fetch,
+      instanceName: input.instanceName,
       digestFunction: input.digestFunction,
       signal,
       limits: {
@@ -166,7 +176,7 @@ async function collectReferences(input: PrepareInput, deps: PrepareDeps, report:
   for (const [path, where] of report.walk.references) {
     if (references.has(path)) continue;
     if (references.size >= limits.storePathsPerAction) throw tooManyPaths(limits.storePathsPerAction);
-    references.set(path, where);
+    references.set(path, capWhere(where));
   }
 }
 

@@ -8,6 +8,7 @@ import { decodeStrict } from '../reapi/strict-wire';
 import { tooManyPaths, type References } from './action-references';
 import { abortError } from './cas-reader';
 import { digestFunctionName, digestKey, toBlobDigest, type BlobDigest } from './digests';
+import { byteBound, capWhere, pathSetBytes } from './memo-size';
 import { runLimited } from './run-limited';
 
 /**
@@ -49,14 +50,15 @@ export interface MemoEntry {
 export type WalkMemo = LRUCache<string, MemoEntry>;
 
 /**
- * The digest -> store paths memo, bounded in entries and in path references
- * held (a directory counts 1 + its paths; path strings themselves are shared).
+ * The digest -> store paths memo, keyed by instance name, digest function and
+ * digest, bounded in entries and in heap bytes (path strings are counted per
+ * entry even where entries share them).
  */
-export function createWalkMemo(maxEntries: number): WalkMemo {
+export function createWalkMemo(maxEntries: number, maxBytes = 64 * 1024 * 1024): WalkMemo {
   return new LRUCache<string, MemoEntry>({
     max: Math.max(1, maxEntries),
-    maxSize: Math.max(1, maxEntries) * 8,
-    sizeCalculation: (entry) => 1 + entry.paths.size,
+    ...byteBound(maxBytes),
+    sizeCalculation: (entry, key) => pathSetBytes(key, entry.paths),
   });
 }
 
@@ -65,6 +67,8 @@ export type FetchBlobs = (digests: readonly BlobDigest[]) => Promise<Map<string,
 
 export interface WalkOptions {
   fetch: FetchBlobs;
+  /** The client's instance: what one instance's trees reference is not told to another's clients. */
+  instanceName?: string;
   digestFunction: number;
   limits: TreeWalkLimits;
   signal: AbortSignal;
@@ -465,13 +469,13 @@ class Walk {
       return refs;
     }
     const add = (paths: Iterable<string>, where: string): void => {
-      for (const p of paths) if (!refs.has(p)) refs.set(p, where);
+      for (const p of paths) if (!refs.has(p)) refs.set(p, capWhere(where));
     };
     for (const rec of this.dirs.values()) {
       const d = rec.decoded;
       if (d === undefined) continue;
       const base = this.relPath(rec);
-      for (const [p, what] of d.own) if (!refs.has(p)) refs.set(p, `${what} in ${base || '.'}`);
+      for (const [p, what] of d.own) if (!refs.has(p)) refs.set(p, capWhere(`${what} in ${base || '.'}`));
       for (const f of d.files) add(this.files.get(f.key)!.paths, `input file ${joinPath(base, f.name)}`);
       for (const c of d.dirs) {
         const child = this.dirs.get(c.key)!;
@@ -494,7 +498,7 @@ class Walk {
   }
 
   private memoKey(kind: 'd' | 'f', key: string): string {
-    return `${this.fn}:${kind}:${key}`;
+    return `${this.fn}:${kind}:${key}:${this.options.instanceName ?? ''}`;
   }
 
   private checkAbort(): void {

@@ -143,6 +143,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
     ensurer = new ValidityCachingEnsurer(ensurer, {
       ttlMs: config.cache.validityTtlMs,
       maxEntries: deps.validityCacheEntries ?? 200_000,
+      maxBytes: config.cache.validityBytes,
     });
   }
   if (deps.leases) ensurer = new RootingEnsurer(ensurer, deps.leases);

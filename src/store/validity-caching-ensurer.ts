@@ -13,6 +13,8 @@ import type { ClosureEnsurer, EnsureReport } from './closure-ensurer';
 export interface ValidityCacheOptions {
   ttlMs: number;
   maxEntries: number;
+  /** Heap bytes the cache may hold (store paths are ASCII: one byte a character, plus a slot). */
+  maxBytes?: number;
 }
 
 export class ValidityCachingEnsurer implements ClosureEnsurer {
@@ -22,7 +24,13 @@ export class ValidityCachingEnsurer implements ClosureEnsurer {
     private readonly inner: ClosureEnsurer,
     o: ValidityCacheOptions,
   ) {
-    this.valid = new LRUCache<string, true>({ max: o.maxEntries, ttl: o.ttlMs, ttlAutopurge: false });
+    this.valid = new LRUCache<string, true>({
+      max: o.maxEntries,
+      maxSize: Math.max(1024, o.maxBytes ?? 16 * 1024 * 1024),
+      sizeCalculation: (_v, path) => 64 + path.length,
+      ttl: o.ttlMs,
+      ttlAutopurge: false,
+    });
   }
 
   async ensure(paths: readonly string[], signal: AbortSignal): Promise<EnsureReport> {

@@ -95,6 +95,9 @@ function samples(): Record<ConfigPath, Sample> {
     'limits.clientConcurrentRealisations': { text: '2', value: 2 },
     'limits.clientRealisedBytesPerHour': { text: '10GiB', value: 10 * 1024 ** 3 },
     'cache.memoEntries': { text: '1000', value: 1000 },
+    'cache.treeMemoBytes': { text: '8MiB', value: 8 * 1024 ** 2 },
+    'cache.actionMemoBytes': { text: '4MiB', value: 4 * 1024 ** 2 },
+    'cache.validityBytes': { text: '2MiB', value: 2 * 1024 ** 2 },
     'cache.validityTtlMs': { text: '10m', value: 600_000 },
   };
 }

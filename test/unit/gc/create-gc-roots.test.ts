@@ -99,6 +99,6 @@ describe('rootTimings', () => {
     [{ rootTouchIntervalMs: 3_600_000, rootRetentionMs: 7_200_000, validityTtlMs: 1 }, { touchIntervalMs: 1_800_000, lingerMs: 60_000, touchClampedFrom: 3_600_000 }],
     [{ rootTouchIntervalMs: 3_600_000, rootRetentionMs: 0, validityTtlMs: 900_000 }, { touchIntervalMs: 3_600_000, lingerMs: 900_000 }],
   ])('%j -> %j', (c, expected) => {
-    expect(rootTimings({ rootTouchIntervalMs: c.rootTouchIntervalMs, rootRetentionMs: c.rootRetentionMs, cache: { memoEntries: 1, validityTtlMs: c.validityTtlMs } })).toEqual(expected);
+    expect(rootTimings({ rootTouchIntervalMs: c.rootTouchIntervalMs, rootRetentionMs: c.rootRetentionMs, cache: { memoEntries: 1, treeMemoBytes: 1024, actionMemoBytes: 1024, validityBytes: 1024, validityTtlMs: c.validityTtlMs } })).toEqual(expected);
   });
 });
