@@ -8,7 +8,9 @@
 #
 # Stage 1 compiles the TypeScript and keeps only the runtime dependencies;
 # stage 2 is Debian bookworm-slim with Node 20, the Nix client (Debian's
-# nix-bin: nix, nix-store) and the OpenSSH client for ssh-ng:// shared stores.
+# nix-bin: nix, nix-store), the OpenSSH client for ssh-ng:// shared stores and
+# HAProxy, the optional HTTP/2 front (deploy/front/haproxy.cfg; the Kubernetes
+# manifests run it as a sidecar: command haproxy -db -f /opt/nix-reapi-proxy/front/haproxy.cfg).
 # The Nix client only talks to the shared store and to substituters, it never
 # builds, so the image has no Nix daemon, build users or /nix store of its own.
 
@@ -26,7 +28,7 @@ RUN npm run build \
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nix-bin openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends nix-bin openssh-client ca-certificates haproxy \
  && rm -rf /var/lib/apt/lists/*
 # A fixed, non-root uid/gid: Kubernetes' runAsNonRoot can only verify numeric users,
 # and the manifests under deploy/kubernetes use the same numbers.
@@ -38,6 +40,7 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/protos ./protos
 COPY --from=build /src/dist/src ./dist/src
+COPY deploy/front/haproxy.cfg /opt/nix-reapi-proxy/front/haproxy.cfg
 # The default configuration: listen on every interface, metrics on 9090. The
 # upstream and the Nix settings come from a mounted file (Kubernetes: the
 # ConfigMap replaces this directory) or from NIX_REAPI_PROXY_* variables.

@@ -80,6 +80,8 @@ describe('NFS-Ganesha configuration', () => {
   it.skipIf(!have('ganesha.nfsd') || process.getuid?.() !== 0)('exports the store read-only as /nix/store over NFSv4', async () => {
     const exportDir = path.join(dir, 'store');
     mkdirSync(exportDir);
+    const rootsDir = path.join(dir, 'gcroots');
+    mkdirSync(rootsDir);
     mkdirSync(path.join(dir, 'recovery'));
     const free = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -94,6 +96,7 @@ describe('NFS-Ganesha configuration', () => {
       conf,
       text
         .replace('Path = /nix/store;', `Path = ${exportDir};`)
+        .replace('Path = /nix/var/nix/gcroots/nix-reapi-proxy;', `Path = ${rootsDir};`)
         .replace('NFS_Port = 2049;', `NFS_Port = ${free};`)
         .replace('RecoveryRoot = /var/lib/nfs/ganesha;', `RecoveryRoot = ${path.join(dir, 'recovery')};`),
     );
@@ -119,6 +122,11 @@ describe('NFS-Ganesha configuration', () => {
     expect(exportLine).toContain(`with path (${exportDir})`);
     // R-r-: read access, no write; -4-: NFSv4 only; all_squash.
     expect(exportLine).toMatch(/all_squash\s*, R-r-, -4-/);
+    // The proxy's GC roots: read-write, every client squashed (to the proxy's uid).
+    const rootsLine = log.split('\n').find((l) => l.includes('Export     2 pseudo (/gcroots)'));
+    expect(rootsLine, log).toBeDefined();
+    expect(rootsLine).toContain(`with path (${rootsDir})`);
+    expect(rootsLine).toMatch(/all_squash\s*, RWrw, -4-/);
     expect(log).not.toMatch(/CONFIG :CRIT|validation errors/);
   });
 });

@@ -3,7 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
+import { spawnSync } from 'node:child_process';
 import { loadConfig } from '../../../src/config/load-config';
+import { rootLocation } from '../../../src/gc/root-location';
+import { parseSharedStoreUrl } from '../../../src/store/store-url';
 import type { Config } from '../../../src/config/config';
 import { execForm, only, parseDockerfile } from './dockerfile-parse';
 import {
@@ -59,6 +62,8 @@ function proxyConfig(r: Rendered): Config {
 const port = (hostPort: string) => Number(hostPort.split(':').pop());
 const proxyDeployment = (r: Rendered) => find(r.resources, 'Deployment', 'nix-reapi-proxy');
 const proxyContainer = (r: Rendered) => proxyDeployment(r).spec.template.spec.containers.find((c: Manifest) => c.name === 'proxy');
+const frontContainer = (r: Rendered) => proxyDeployment(r).spec.template.spec.containers.find((c: Manifest) => c.name === 'front');
+const envOf = (c: Manifest, name: string) => c.env.find((e: Manifest) => e.name === name);
 const storeSet = (r: Rendered) => find(r.resources, 'StatefulSet', 'nix-store');
 const storeContainer = (r: Rendered, name: string) => storeSet(r).spec.template.spec.containers.find((c: Manifest) => c.name === name);
 const mountOf = (container: Manifest, mountPath: string) => (container.volumeMounts ?? []).find((m: Manifest) => m.mountPath === mountPath);
@@ -132,13 +137,17 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const c = proxyContainer(r());
     expect(config.listen).toMatch(/^0\.0\.0\.0:/);
     expect(config.metricsListen).toMatch(/^0\.0\.0\.0:/);
-    expect(containerPort(c, 'grpc')).toBe(port(config.listen));
+    expect(containerPort(c, 'proxy-grpc')).toBe(port(config.listen));
     expect(containerPort(c, 'metrics')).toBe(port(config.metricsListen!));
+    // Clients reach the front; the front reaches the proxy inside the pod.
+    const front = frontContainer(r());
+    expect(containerPort(front, 'grpc')).toBe(port(envOf(front, 'FRONT_LISTEN').value));
+    expect(envOf(front, 'PROXY_ADDR').value).toBe(`127.0.0.1:${port(config.listen)}`);
     const service = find(r().resources, 'Service', 'nix-reapi-proxy');
     expect(service.spec.ports.map((p: Manifest) => p.targetPort).sort()).toEqual(['grpc', 'metrics']);
     expect(service.spec.selector).toEqual(proxyDeployment(r()).spec.template.metadata.labels);
     const exposed = only(proxyImage, 'EXPOSE').args.split(/\s+/).map(Number);
-    expect(exposed).toEqual(expect.arrayContaining([port(config.listen), port(config.metricsListen!)]));
+    expect(exposed).toEqual(expect.arrayContaining([containerPort(front, 'grpc'), port(config.metricsListen!)]));
     const annotations = proxyDeployment(r()).spec.template.metadata.annotations;
     expect(Number(annotations['prometheus.io/port'])).toBe(port(config.metricsListen!));
   });
@@ -150,7 +159,8 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
   });
 
   it('probes every store server container', () => {
-    for (const c of storeSet(r()).spec.template.spec.containers) {
+    // gc is a timer, not a server: there is nothing to probe.
+    for (const c of storeSet(r()).spec.template.spec.containers.filter((c: Manifest) => c.name !== 'gc')) {
       expect(c.readinessProbe, c.name).toBeDefined();
       expect(c.livenessProbe, c.name).toBeDefined();
     }
@@ -173,7 +183,79 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
       }
       expect(c.securityContext?.privileged, c.name).not.toBe(true);
     }
-    expect(storeContainer(r(), 'nfs').securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['DAC_READ_SEARCH', 'SYS_RESOURCE'] });
+    expect(storeContainer(r(), 'nfs').securityContext.capabilities).toEqual({
+      drop: ['ALL'],
+      add: ['DAC_READ_SEARCH', 'SYS_RESOURCE', 'CHOWN', 'FOWNER', 'SETUID', 'SETGID'],
+    });
+  });
+
+  it('runs the HTTP/2 front the image ships, sending to the cluster what the proxy sends upstream', () => {
+    const front = frontContainer(r());
+    const config = proxyConfig(r());
+    expect(front.image).toBe(proxyContainer(r()).image);
+    const [program, , , cfg] = front.command as string[];
+    expect(program).toBe('haproxy');
+    expect(proxyImage.instructions.some((i) => i.keyword === 'RUN' && /apt-get install[^&]*\bhaproxy\b/.test(i.args))).toBe(true);
+    expect(proxyImage.instructions.some((i) => i.keyword === 'COPY' && i.args === `deploy/front/haproxy.cfg ${cfg}`)).toBe(true);
+    const cluster = envOf(front, 'CLUSTER_ADDR').valueFrom.configMapKeyRef;
+    expect(cluster.name).toBe('nix-reapi-proxy-config');
+    const address = find(r().resources, 'ConfigMap', cluster.name).data[cluster.key];
+    expect(`grpc://${address}`).toBe(config.upstream);
+    expect(front.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+  });
+
+  it.skipIf(!spawnSync('sh', ['-c', 'command -v haproxy']).stdout.length)('gives HAProxy a config it accepts with the pod environment', () => {
+    const front = frontContainer(r());
+    const env: Record<string, string> = { PATH: process.env.PATH! };
+    for (const e of front.env) env[e.name] = e.value ?? find(r().resources, 'ConfigMap', e.valueFrom.configMapKeyRef.name).data[e.valueFrom.configMapKeyRef.key];
+    const check = spawnSync('haproxy', ['-c', '-f', path.join(ROOT, 'deploy', 'front', 'haproxy.cfg')], { env, encoding: 'utf8' });
+    expect(check.stdout + check.stderr).toContain('Configuration file is valid');
+    expect(check.status).toBe(0);
+  });
+
+  it("keeps GC roots on: gcRootsDir is the store server's gcroots/nix-reapi-proxy, exported read-write to the proxy", () => {
+    const config = proxyConfig(r());
+    const parsed = parseSharedStoreUrl(config.sharedStore!);
+    expect(parsed.ok).toBe(true);
+    // Without gcRootsDir an ssh-ng store has roots off; the shipped config turns them on.
+    expect(rootLocation((parsed as { store: Parameters<typeof rootLocation>[0] }).store).on).toBe(false);
+    expect(rootLocation((parsed as { store: Parameters<typeof rootLocation>[0] }).store, config.gcRootsDir).on).toBe(true);
+    const pod = proxyDeployment(r()).spec.template.spec;
+    const mount = mountOf(proxyContainer(r()), config.gcRootsDir!);
+    expect(mount.readOnly).not.toBe(true);
+    const claim = volumeOf(pod, mount.name).persistentVolumeClaim.claimName;
+    const pvc = find(r().resources, 'PersistentVolumeClaim', claim);
+    const pv = find(r().resources, 'PersistentVolume', pvc.spec.volumeName);
+    expect(pv.spec.accessModes).toEqual(['ReadWriteMany']);
+    expect(pv.spec.nfs.server).toBe(find(r().resources, 'Service', 'nix-store').spec.clusterIP);
+    // The export behind that PV: the store's own roots directory, written as the proxy's uid.
+    const ganesha = find(r().resources, 'ConfigMap', 'nix-store-config').data['ganesha.conf'] as string;
+    const exports = [...ganesha.matchAll(/(?:^|\n)EXPORT \{([\s\S]*?)\n\}/g)].map((m) => m[1]!);
+    const rw = exports.find((e) => e.includes(`Pseudo = ${pv.spec.nfs.path};`))!;
+    expect(rw).toMatch(/Access_Type = RW;/);
+    const storeSide = rootLocation({ kind: 'daemon', url: 'daemon', params: {} } as unknown as Parameters<typeof rootLocation>[0]);
+    expect(storeSide.on && rw.includes(`Path = ${storeSide.dir};`)).toBe(true);
+    expect(rw).toContain(`Anonymous_Uid = ${pod.securityContext.runAsUser};`);
+    // The NFS server may write there (and only there); an init container makes it, owned by that uid.
+    expect(mountOf(storeContainer(r(), 'nfs'), storeSide.on ? storeSide.dir : '')).toMatchObject({ name: 'nix', subPath: 'var/nix/gcroots/nix-reapi-proxy' });
+    const init = storeSet(r()).spec.template.spec.initContainers.find((c: Manifest) => c.name === 'init-gcroots');
+    expect(init.command).toEqual(expect.arrayContaining(['-o', String(pod.securityContext.runAsUser), storeSide.on ? storeSide.dir : '']));
+  });
+
+  it('collects garbage on the store server on a timer, pruning with the retention the proxies use', () => {
+    const gc = storeContainer(r(), 'gc');
+    const config = proxyConfig(r());
+    expect(gc.image).toBe(proxyContainer(r()).image);
+    expect(gc.command[2]).toContain('/opt/nix-reapi-proxy/dist/src/cli.js prune "$@"');
+    expect(gc.command[2]).toContain('sleep "$GC_EVERY"');
+    const loaded = loadConfig({ argv: ['prune', ...gc.args], env: {}, cwd: tmp });
+    expect(loaded.command).toBe('prune');
+    expect(gc.args).toContain('--gc');
+    expect(loaded.config.sharedStore).toBe('daemon');
+    const unusedFor = gc.args[gc.args.indexOf('--unused-for') + 1];
+    expect(loadConfig({ argv: ['--upstream', 'grpc://x:1', '--root-retention', unusedFor], env: {}, cwd: tmp }).config.rootRetentionMs).toBe(config.rootRetentionMs);
+    expect(mountOf(gc, '/nix').readOnly).not.toBe(true);
+    expect(envOf(gc, 'GC_EVERY').value).toMatch(/^\d+[smhd]$/);
   });
 
   it('lets in-flight calls drain before the pod is killed', () => {
@@ -309,6 +391,9 @@ describe('the base', () => {
     expect(apt).toContain('nfs-ganesha-vfs');
     for (const { spec } of podSpecs(render('base').resources).filter(({ owner }) => owner.kind === 'StatefulSet')) {
       for (const c of [...spec.initContainers, ...spec.containers]) {
+        // The gc container runs the proxy's own image (its prune command).
+        if (c.image.includes('nix-reapi-proxy')) continue;
+        if (c.command?.[0] === 'install') continue; // coreutils, essential in every Debian image
         const program = (c.command ?? execForm(only(storeImage, 'CMD')))[0];
         expect(programs[program], `${c.name}: ${program}`).toBeDefined();
         expect(apt).toContain(programs[program]);
