@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
-import { parseHostPort } from './config/value-checks';
+import type { HostPort } from './config/value-checks';
 import { packageVersion } from './config/version';
 import { createCasClient } from './execute/cas-client';
 import { createExecuteService } from './execute/execute-handler';
@@ -12,7 +12,6 @@ import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics
 import { PrometheusMetrics } from './metrics/prometheus-metrics';
 import { Http2UpstreamCaller } from './passthrough/http2-upstream-caller';
 import { UpstreamPool } from './passthrough/upstream-pool';
-import { parseUpstreamUrl } from './passthrough/upstream-target';
 import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
 import { Admission } from './server/auth/admission';
 import { currentClient } from './server/auth/client-scope';
@@ -59,7 +58,7 @@ export interface ProxyExtras {
 
 /** The composition root: turns a validated Config into running objects. The only place concrete classes meet. */
 export async function startProxy(config: Config, logger: Logger, extras: ProxyExtras = {}): Promise<RunningProxy> {
-  const target = parseUpstreamUrl(config.upstream);
+  const target = config.upstream;
   // First: a bad token file stops the start before anything else is opened.
   const tokens = config.authTokensFile ? new TokenStore(config.authTokensFile, logger) : undefined;
   const read = (file: string | undefined): Buffer | undefined => (file ? readFileSync(file) : undefined);
@@ -141,7 +140,7 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   }
   const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info(
-    { listen: endpoint, upstream: target.url, sharedStore: config.sharedStore ?? null, metrics: metricsServer?.endpoint },
+    { listen: endpoint, upstream: target.url, sharedStore: config.sharedStore?.url ?? null, metrics: metricsServer?.endpoint },
     'listening',
   );
   return {
@@ -169,9 +168,7 @@ function combineObservers(...observers: Array<CallObserver | undefined>): CallOb
   return { callDone: (path, code, durationMs) => present.forEach((o) => o.callDone(path, code, durationMs)) };
 }
 
-/** A validated host:port (the config loader checked it) as node's listen() wants it: IPv6 without brackets. */
-export function splitHostPort(listen: string): { host: string; port: number } {
-  const parsed = parseHostPort(listen, { allowPortZero: true });
-  if ('error' in parsed) throw new Error(`listen address '${listen}' ${parsed.error}`);
-  return { host: parsed.host.replace(/^\[(.*)\]$/, '$1'), port: parsed.port };
+/** A listen address as node's listen() wants it: IPv6 without brackets. */
+export function splitHostPort(listen: HostPort): { host: string; port: number } {
+  return { host: listen.host.replace(/^\[(.*)\]$/, '$1'), port: listen.port };
 }

@@ -24,11 +24,11 @@ export function crossCheckConfig(config: Config, sources: Sources): string[] {
   needsPartner('upstreamTls.cert', 'upstreamTls.key', 'a client certificate is useless without its private key');
   needsPartner('upstreamTls.key', 'upstreamTls.cert', 'a private key is useless without its certificate');
 
-  if (config.upstream.startsWith('grpc://')) {
+  if (!config.upstream.tls) {
     for (const path of ['upstreamTls.ca', 'upstreamTls.cert', 'upstreamTls.key', 'upstreamTls.serverName']) {
       if (isSet(path)) {
         problems.push(
-          `${named(path)} is set but ${named('upstream')} is ${JSON.stringify(config.upstream)}, which is plaintext: ` +
+          `${named(path)} is set but ${named('upstream')} is ${JSON.stringify(config.upstream.url)}, which is plaintext: ` +
             'use grpcs:// for TLS to the upstream, or drop the upstream TLS settings',
         );
       }

@@ -6,7 +6,8 @@ import { formatSize, parseSize } from './size';
  * Turns one raw configuration value into its typed form. Raw values are
  * strings from the environment and flags, string[] from repeatable flags,
  * booleans from boolean flags, and anything at all from a config file.
- * Pure: no I/O.
+ * Keys with a parser become their parsed value (HostPort, UpstreamTarget,
+ * StoreUrl); this is the only place setting text is parsed. Pure: no I/O.
  */
 export type Coerced = { ok: true; value: unknown } | { ok: false; errors: string[] };
 
@@ -29,6 +30,10 @@ function checkBounds(key: ConfigKey, n: number, show: (n: number) => string): Co
 function coerceString(key: ConfigKey, raw: unknown): Coerced {
   if (typeof raw !== 'string') return fail(`must be a string, not ${typeName(raw)}`);
   if (raw === '') return key.optional ? ok(undefined) : fail('must not be empty');
+  if (key.parse) {
+    const parsed = key.parse(raw);
+    return 'error' in parsed ? fail(parsed.error) : ok(parsed.value);
+  }
   const problem = key.check?.(raw);
   return problem ? fail(problem) : ok(raw);
 }
@@ -92,15 +97,23 @@ function coerceList(key: ConfigKey, raw: unknown): Coerced {
   else if (Array.isArray(raw)) items = raw;
   else return fail(`must be a list of strings, not ${typeName(raw)}`);
   const errors: string[] = [];
+  const values: unknown[] = [];
   items.forEach((item, index) => {
     if (typeof item !== 'string' || item === '') {
       errors.push(`item ${index + 1} must be a non-empty string, not ${typeName(item)}`);
       return;
     }
+    if (key.parse) {
+      const parsed = key.parse(item);
+      if ('error' in parsed) errors.push(`item ${JSON.stringify(item)} ${parsed.error}`);
+      else values.push(parsed.value);
+      return;
+    }
     const problem = key.check?.(item);
     if (problem) errors.push(`item ${JSON.stringify(item)} ${problem}`);
+    else values.push(item);
   });
-  return errors.length ? fail(...errors) : ok(items as string[]);
+  return errors.length ? fail(...errors) : ok(values);
 }
 
 function coerceChoice(key: ConfigKey, raw: unknown): Coerced {

@@ -1,10 +1,13 @@
+import { parseSharedStoreUrl, parseSubstituterUrl, type StoreUrl, type StoreUrlResult } from '../store/store-url';
 import type { Config } from './config';
+import type { UpstreamTarget } from './upstream-target';
 import {
   checkAbsolutePath,
-  checkListenAddress,
-  checkSharedStore,
-  checkSubstituter,
-  checkUpstreamUrl,
+  checkTrustedPublicKey,
+  formatHostPort,
+  parseListenAddress,
+  type HostPort,
+  parseUpstreamTarget,
 } from './value-checks';
 
 /**
@@ -13,9 +16,12 @@ import {
  * it, so they cannot drift apart. Pure: no I/O.
  */
 
-/** Every leaf path of Config ('limits.treeDepth'); arrays are leaves. */
+/** Values parsed from one setting's text: leaves of Config, like strings and numbers. */
+type ParsedValue = HostPort | UpstreamTarget | StoreUrl;
+
+/** Every leaf path of Config ('limits.treeDepth'); arrays and parsed values are leaves. */
 type LeafPath<T, Prefix extends string = ''> = {
-  [K in keyof T & string]-?: NonNullable<T[K]> extends readonly unknown[]
+  [K in keyof T & string]-?: NonNullable<T[K]> extends readonly unknown[] | ParsedValue
     ? `${Prefix}${K}`
     : NonNullable<T[K]> extends object
       ? LeafPath<NonNullable<T[K]>, `${Prefix}${K}.`>
@@ -41,6 +47,14 @@ export interface KeySpec {
   readonly choices?: readonly string[];
   /** Check of a string value or of each list item; returns why it is wrong. */
   readonly check?: (value: string) => string | undefined;
+  /**
+   * Parser of a string value or of each list item into its typed form (what
+   * the Config holds), or why the text is not one. Keys with a parser have
+   * no `check`: the parser is the one place the text is judged.
+   */
+  readonly parse?: (value: string) => { value: unknown } | { error: string };
+  /** The text a user would write for a parsed value (for --help and the start-up log). */
+  readonly show?: (value: never) => string;
   /** Flag name when it is not derived from the path (lists take a singular, repeatable flag). */
   readonly flagOverride?: string;
 }
@@ -65,10 +79,19 @@ const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
+function storeParser(parse: (text: string) => StoreUrlResult): (text: string) => { value: StoreUrl } | { error: string } {
+  return (text) => {
+    const parsed = parse(text);
+    return parsed.ok ? { value: parsed.store } : { error: parsed.problem };
+  };
+}
+
+const showStore = (store: StoreUrl): string => store.url;
+
 const SPECS = [
-  { path: 'listen', kind: 'string', valueName: 'HOST:PORT', check: checkListenAddress,
+  { path: 'listen', kind: 'string', valueName: 'HOST:PORT', parse: parseListenAddress, show: formatHostPort,
     description: 'Address the proxy listens on (port 0 picks a free port).' },
-  { path: 'upstream', kind: 'string', valueName: 'URL', check: checkUpstreamUrl,
+  { path: 'upstream', kind: 'string', valueName: 'URL', parse: parseUpstreamTarget, show: (t: UpstreamTarget) => t.url,
     description: 'REAPI server the proxy fronts: grpc://HOST:PORT or grpcs://HOST:PORT.' },
   { path: 'upstreamTls.ca', kind: 'file', valueName: 'FILE', optional: true,
     description: "PEM CA bundle that signs the upstream's certificate (grpcs://; default: system roots)." },
@@ -98,16 +121,16 @@ const SPECS = [
     description: 'On SIGTERM/SIGINT, how long in-flight calls may still run before they are cancelled.' },
   { path: 'logLevel', kind: 'choice', valueName: 'LEVEL', choices: LOG_LEVELS,
     description: `Log level: ${LOG_LEVELS.join(', ')}.` },
-  { path: 'metricsListen', kind: 'string', valueName: 'HOST:PORT', optional: true, check: checkListenAddress,
+  { path: 'metricsListen', kind: 'string', valueName: 'HOST:PORT', optional: true, parse: parseListenAddress, show: formatHostPort,
     description: 'Address of the Prometheus /metrics endpoint (unset = off).' },
   { path: 'authTokensFile', kind: 'file', valueName: 'FILE', optional: true,
     description: 'Bearer tokens clients must send (authorization: Bearer TOKEN), one per line as TOKEN or NAME:TOKEN; re-read when it changes and on SIGHUP (unset = no tokens needed).' },
-  { path: 'sharedStore', kind: 'string', valueName: 'STORE', optional: true, check: checkSharedStore,
+  { path: 'sharedStore', kind: 'string', valueName: 'STORE', optional: true, parse: storeParser(parseSharedStoreUrl), show: showStore,
     description: 'Nix store the executors see: /abs/dir (chroot store), local, daemon, ssh://host, ssh-ng://host, unix:///socket. Unset = pure pass-through.' },
-  { path: 'substituters', kind: 'list', valueName: 'URL', flagOverride: 'substituter', check: checkSubstituter,
+  { path: 'substituters', kind: 'list', valueName: 'URL', flagOverride: 'substituter', parse: storeParser(parseSubstituterUrl), show: showStore,
     description: 'Where missing store paths come from, tried in order (repeatable): local, daemon, file://, http(s)://, ssh://, ssh-ng://, s3://.' },
   { path: 'trustedPublicKeys', kind: 'list', valueName: 'KEY', flagOverride: 'trusted-public-key',
-    check: (key) => (/^[^\s:]+:[A-Za-z0-9+/]+={0,2}$/.test(key) ? undefined : 'is not NAME:BASE64KEY (e.g. cache.nixos.org-1:6NCH...)'),
+    check: checkTrustedPublicKey,
     description: 'Public key that signs substituted paths, as NAME:BASE64 (repeatable).' },
   { path: 'requireSigs', kind: 'boolean', valueName: '',
     description: 'Refuse unsigned paths from substituters (--no-require-sigs accepts them).' },

@@ -1,26 +1,39 @@
+import type { StoreUrl } from '../store/store-url';
+import type { UpstreamTarget } from './upstream-target';
+import type { HostPort } from './value-checks';
+
 /**
- * The proxy's configuration: one typed object, defaults in one place.
- * Durations are milliseconds, sizes bytes. The same keys are accepted in the
- * config file (YAML or JSON), as environment variables NIX_REAPI_PROXY_<KEY>
- * (upper snake case, nested keys joined with '_') and as --kebab-case flags.
+ * The proxy's configuration: one typed object, defaults in one place, and
+ * the reference for every setting. `loadConfig` builds it and parses each
+ * value once into its typed form (addresses into HostPort, the upstream URL
+ * into UpstreamTarget, store URLs into StoreUrl by src/store/store-url.ts);
+ * nothing downstream parses or re-checks a setting. Durations are
+ * milliseconds, sizes bytes. The same keys are accepted in the config file
+ * (YAML or JSON), as environment variables NIX_REAPI_PROXY_<KEY> (upper
+ * snake case, nested keys joined with '_') and as --kebab-case flags; the
+ * text form of each is in config-keys.ts and `--help`.
  */
 export interface Config {
-  /** host:port the proxy listens on. */
-  listen: string;
-  /** grpc://host:port or grpcs://host:port of the REAPI server the proxy fronts. */
-  upstream: string;
+  /** host:port the proxy listens on (port 0 picks a free port). */
+  listen: HostPort;
+  /** The REAPI server the proxy fronts, written grpc://host:port or grpcs://host:port. */
+  upstream: UpstreamTarget;
+  /** TLS to the upstream (grpcs:// only); file paths are absolute. */
   upstreamTls: {
     /** PEM file with the CA that signs the upstream's certificate (grpcs://). */
     ca?: string;
     /** PEM client certificate and key for mTLS to the upstream. */
     cert?: string;
+    /** PEM private key of `cert`. */
     key?: string;
     /** TLS server name to verify instead of the upstream URL's host. */
     serverName?: string;
   };
   /** Listener TLS; plaintext when cert and key are unset. */
   tls: {
+    /** PEM certificate chain served to clients. */
     cert?: string;
+    /** PEM private key of `cert`. */
     key?: string;
     /** When set, clients must present a certificate signed by this CA (mTLS). */
     clientCa?: string;
@@ -39,21 +52,24 @@ export interface Config {
   };
   /** On SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled. */
   shutdownGraceMs: number;
+  /** pino log level of the JSON lines on stdout. */
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   /** host:port for the Prometheus /metrics endpoint; unset = off. */
-  metricsListen?: string;
+  metricsListen?: HostPort;
   /** File of accepted bearer tokens (TOKEN or NAME:TOKEN per line); when set, every call needs one. Re-read on change and on SIGHUP. */
   authTokensFile?: string;
 
-  /** Nix store URL the executors see (chroot path, local, daemon, ssh-ng://host, ssh://host). Unset = pure pass-through. */
-  sharedStore?: string;
-  /** Where missing paths are realised from, in order: 'local', file://, http(s)://, ssh(-ng):// URLs. */
-  substituters: string[];
+  /** Nix store the executors see (chroot path, local, daemon, unix://, ssh-ng://host, ssh://host). Unset = pure pass-through. */
+  sharedStore?: StoreUrl;
+  /** Where missing paths are realised from, in order: local, daemon, file://, http(s)://, ssh(-ng)://, s3:// stores. */
+  substituters: StoreUrl[];
+  /** Public keys (NAME:BASE64) whose signatures make a substituter's paths trusted. */
   trustedPublicKeys: string[];
   /** When false, unsigned paths are accepted from substituters (--no-require-sigs). */
   requireSigs: boolean;
   /** Directory where executors see the store (e.g. an NFS mount); when set, wait until each path appears there. */
   visibleAt?: string;
+  /** How long to wait for a path to appear under visibleAt before the Execute fails. */
   visibleTimeoutMs: number;
   /** Interval between QUEUED Operations sent to the client while an Execute is being prepared. */
   progressIntervalMs: number;
@@ -71,9 +87,13 @@ export interface Config {
   /** Directory for the proxy's GC roots, overriding the one derived from sharedStore; must lie inside the store host's gcroots. */
   gcRootsDir?: string;
 
+  /** Bounds on what one Execute may cost. */
   limits: {
+    /** Distinct store paths one action may reference. */
     storePathsPerAction: number;
+    /** Directories and files in one input tree. */
     treeNodes: number;
+    /** Nesting depth of one input tree. */
     treeDepth: number;
     /** Files larger than this are not scanned for store paths. */
     scanFileBytes: number;
@@ -92,6 +112,7 @@ export interface Config {
     /** Bytes of store paths realised for one client per sliding hour; unset = no limit. */
     clientRealisedBytesPerHour?: number;
   };
+  /** In-memory caches. */
   cache: {
     /** Entries in the digest -> store paths memo (directories and files). */
     memoEntries: number;
@@ -107,8 +128,16 @@ export interface Config {
 }
 
 export const DEFAULTS: Config = {
-  listen: '127.0.0.1:8980',
-  upstream: 'grpc://127.0.0.1:8981',
+  listen: { host: '127.0.0.1', port: 8980 },
+  upstream: {
+    url: 'grpc://127.0.0.1:8981',
+    tls: false,
+    host: '127.0.0.1',
+    port: 8981,
+    authority: '127.0.0.1:8981',
+    origin: 'http://127.0.0.1:8981',
+  },
+  /** TLS to the upstream (grpcs:// only); file paths are absolute. */
   upstreamTls: {},
   tls: {},
   maxMessageBytes: 4 * 1024 * 1024,

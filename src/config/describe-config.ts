@@ -14,9 +14,13 @@ export function describeConfig(config: Config, sources?: Sources): Record<string
   for (const key of CONFIG_KEYS) {
     const value = getPath(config, key.path);
     if (value === undefined) continue;
-    if (key.kind === 'list') settings[key.path] = (value as string[]).map(redactUrl);
+    const show = (item: unknown) => (key.show ? (key.show as (v: unknown) => string)(item) : item);
+    if (key.kind === 'list') settings[key.path] = (value as unknown[]).map((item) => redactUrl(String(show(item))));
     else if (key.kind === 'duration' || key.kind === 'size') settings[key.path] = formatValue(key, value);
-    else settings[key.path] = typeof value === 'string' ? redactUrl(value) : value;
+    else {
+      const shown = show(value);
+      settings[key.path] = typeof shown === 'string' ? redactUrl(shown) : shown;
+    }
   }
   if (!sources) return { settings };
   const from: Record<string, string> = {};

@@ -12,7 +12,8 @@ import { coerceValue } from './coerce-value';
 import { parseDuration } from './duration';
 import { allNamesOf, describeOrigin, type Origin, type RawEntry, type Sources } from './sources';
 import { usageText } from './usage';
-import { parseHostPort } from './value-checks';
+import { formatHostPort, parseHostPort, type HostPort } from './value-checks';
+import type { StoreUrl } from '../store/store-url';
 import { packageVersion } from './version';
 
 export type { Origin, Sources } from './sources';
@@ -35,7 +36,8 @@ export interface HealthArgs {
 }
 
 export interface PruneArgs {
-  sharedStore: string;
+  /** The shared store whose roots are pruned (the same setting the proxy uses). */
+  sharedStore: StoreUrl;
   unusedForMs: number;
   dryRun: boolean;
   gc: boolean;
@@ -169,11 +171,9 @@ function finishCommand(args: ParsedArgs, config: Config, refused: ReadonlySet<st
 }
 
 /** The listen address as a dialable one: wildcard hosts become loopback. */
-function dialableListen(listen: string): string {
-  const parsed = parseHostPort(listen, { allowPortZero: true });
-  if ('error' in parsed) return listen;
-  const host = parsed.host === '0.0.0.0' ? '127.0.0.1' : parsed.host === '[::]' ? '[::1]' : parsed.host;
-  return `${host}:${parsed.port}`;
+function dialableListen(listen: HostPort): string {
+  const host = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '[::]' ? '[::1]' : listen.host;
+  return formatHostPort({ host, port: listen.port });
 }
 
 function healthArgs(args: ParsedArgs, config: Config, cwd: string, problems: string[]): HealthArgs {
@@ -228,7 +228,8 @@ function pruneArgs(args: ParsedArgs, config: Config, refused: ReadonlySet<string
     else unusedForMs = duration.ms;
   }
   return {
-    sharedStore: config.sharedStore ?? '',
+    // Only read when no problem was found, and then the shared store is set.
+    sharedStore: config.sharedStore!,
     unusedForMs,
     dryRun: flags['dry-run'] === true,
     gc: flags.gc === true,

@@ -6,6 +6,10 @@ import { formatSize } from './size';
 
 /** --help text, generated from the same tables the parser uses. Pure. */
 
+function showItem(key: ConfigKey, value: unknown): string {
+  return key.show ? (key.show as (v: unknown) => string)(value) : String(value);
+}
+
 /** A value as a user would type it back: durations and sizes with units. */
 export function formatValue(key: ConfigKey, value: unknown): string {
   if (value === undefined) return 'unset';
@@ -14,10 +18,12 @@ export function formatValue(key: ConfigKey, value: unknown): string {
       return formatDuration(value as number);
     case 'size':
       return formatSize(value as number);
-    case 'list':
-      return (value as string[]).length === 0 ? 'none' : (value as string[]).join(',');
+    case 'list': {
+      const items = value as unknown[];
+      return items.length === 0 ? 'none' : items.map((item) => showItem(key, item)).join(',');
+    }
     default:
-      return String(value);
+      return showItem(key, value);
   }
 }
 

@@ -1,16 +1,27 @@
 /**
- * Checks of single configuration values (addresses, URLs, store forms, paths).
- * Each returns undefined when the value is fine, otherwise the reason it is
- * not, phrased to follow the quoted value in a problem line. Pure: no I/O.
+ * Parsers and checks of single configuration values (addresses, upstream
+ * URLs, paths, signing keys). A parser returns the typed value or the reason
+ * the text is not one; a check returns undefined when the value is fine.
+ * Reasons are phrased to follow the quoted value in a problem line. Store
+ * URLs are parsed in src/store/store-url.ts. Pure: no I/O.
  */
+import type { UpstreamTarget } from './upstream-target';
 
 const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 const IPV6_RE = /^\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?\]$/;
 const CONTROL_OR_SPACE_RE = /[\s\u0000-\u001f\u007f]/;
 
+/** A validated listen or dial address. */
 export interface HostPort {
+  /** Host name, IPv4 address, or IPv6 address in brackets (`[::1]`). */
   host: string;
+  /** 0..65535; 0 only where a free port may be picked (listen addresses). */
   port: number;
+}
+
+/** `host:port` as it was written (IPv6 in brackets). */
+export function formatHostPort(address: HostPort): string {
+  return `${address.host}:${address.port}`;
 }
 
 /** Splits `host:port`, `[v6]:port`; the host keeps its brackets. */
@@ -28,20 +39,43 @@ export function parseHostPort(text: string, opts: { allowPortZero: boolean }): H
   return { host, port };
 }
 
-export function checkListenAddress(text: string): string | undefined {
+/** A listen address: HOST:PORT, port 0 picks a free port. */
+export function parseListenAddress(text: string): { value: HostPort } | { error: string } {
   const parsed = parseHostPort(text, { allowPortZero: true });
+  return 'error' in parsed ? parsed : { value: parsed };
+}
+
+export function checkListenAddress(text: string): string | undefined {
+  const parsed = parseListenAddress(text);
   return 'error' in parsed ? parsed.error : undefined;
 }
 
 /** grpc://host:port or grpcs://host:port, nothing else (no credentials, path or query). */
-export function checkUpstreamUrl(text: string): string | undefined {
+export function parseUpstreamTarget(text: string): { value: UpstreamTarget } | { error: string } {
   const match = /^(grpcs?):\/\/(.*?)\/?$/.exec(text);
   const usage = 'is not grpc://HOST:PORT or grpcs://HOST:PORT (e.g. grpc://buildbarn-frontend:8980)';
-  if (!match) return usage;
+  if (!match) return { error: usage };
   const authority = match[2]!;
-  if (/[@/?#]/.test(authority)) return `${usage}: no credentials, path or query allowed`;
+  if (/[@/?#]/.test(authority)) return { error: `${usage}: no credentials, path or query allowed` };
   const parsed = parseHostPort(authority, { allowPortZero: false });
-  return 'error' in parsed ? `${usage}: the part after :// ${parsed.error}` : undefined;
+  if ('error' in parsed) return { error: `${usage}: the part after :// ${parsed.error}` };
+  const tls = match[1] === 'grpcs';
+  const hostPort = formatHostPort(parsed);
+  return {
+    value: { url: text, tls, host: parsed.host, port: parsed.port, authority: hostPort, origin: `${tls ? 'https' : 'http'}://${hostPort}` },
+  };
+}
+
+export function checkUpstreamUrl(text: string): string | undefined {
+  const parsed = parseUpstreamTarget(text);
+  return 'error' in parsed ? parsed.error : undefined;
+}
+
+/** A binary cache's public key as `nix-store --generate-binary-cache-key` prints it: NAME:BASE64. */
+export function checkTrustedPublicKey(key: string): string | undefined {
+  return /^[A-Za-z0-9._+-]+:[A-Za-z0-9+/]+={0,2}$/.test(key)
+    ? undefined
+    : 'is not NAME:BASE64KEY (as printed by nix-store --generate-binary-cache-key, e.g. cache.nixos.org-1:6NCH...)';
 }
 
 /** An absolute, normalised path without control characters. */
@@ -52,59 +86,6 @@ export function checkAbsolutePath(text: string): string | undefined {
     return "contains '.' or '..' segments; write the path out in full";
   }
   return undefined;
-}
-
-const SUBSTITUTER_SCHEMES = ['file:', 'http:', 'https:', 'ssh:', 'ssh-ng:', 's3:'];
-
-/**
- * A Nix substituter as `nix copy --from` accepts it: `local`, `daemon`,
- * file:///abs, http(s)://host/..., ssh://[user@]host, ssh-ng://[user@]host,
- * s3://bucket, each optionally with ?key=value store settings.
- */
-export function checkSubstituter(text: string): string | undefined {
-  const forms = 'local, daemon, file:///path, http(s)://host/path, ssh://host, ssh-ng://host or s3://bucket';
-  if (CONTROL_OR_SPACE_RE.test(text)) return `contains spaces or control characters (accepted: ${forms})`;
-  if (/^(local|daemon)(\?.*)?$/.test(text)) return undefined;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return `is not a store URL (accepted: ${forms})`;
-  }
-  if (!SUBSTITUTER_SCHEMES.includes(url.protocol)) {
-    return `has unsupported scheme ${url.protocol.replace(/:$/, '')} (accepted: ${forms})`;
-  }
-  if (url.protocol === 'file:') {
-    return url.host === '' && url.pathname.length > 1 ? undefined : 'is not file:///absolute/path';
-  }
-  if (!url.hostname) return `names no host (accepted: ${forms})`;
-  if ((url.protocol === 'ssh:' || url.protocol === 'ssh-ng:') && (url.password || (url.pathname && url.pathname !== '/'))) {
-    return 'must be ssh://[user@]host or ssh-ng://[user@]host (no password, no path; put keys in ?ssh-key=...)';
-  }
-  return undefined;
-}
-
-/**
- * The shared store the executors mount: an absolute directory (a chroot
- * store, e.g. an NFS export), `local`, `daemon`, ssh://[user@]host,
- * ssh-ng://[user@]host or unix:///path/to/daemon-socket, URLs optionally
- * with ?key=value store settings.
- */
-export function checkSharedStore(text: string): string | undefined {
-  const forms = 'an absolute directory, local, daemon, ssh://host, ssh-ng://host or unix:///path/to/socket';
-  if (text.startsWith('/')) {
-    if (text.replace(/\/+$/, '') === '') return 'is the root directory; use local (or daemon) for the machine\'s own store';
-    return checkAbsolutePath(text);
-  }
-  if (CONTROL_OR_SPACE_RE.test(text)) return `contains spaces or control characters (accepted: ${forms})`;
-  if (/^(local|daemon)(\?.*)?$/.test(text)) return undefined;
-  const match = /^(ssh|ssh-ng):\/\/(?:([A-Za-z0-9._-]+)@)?([^/?#@:]+)(\?.*)?$/.exec(text);
-  if (match) {
-    return HOSTNAME_RE.test(match[3]!) ? undefined : `has an invalid host name (accepted: ${forms})`;
-  }
-  const unix = /^unix:\/\/(\/[^?#]*)(\?.*)?$/.exec(text);
-  if (unix) return checkAbsolutePath(unix[1]!) === undefined ? undefined : 'must be unix:///absolute/path/to/socket';
-  return `is not a supported shared store (accepted: ${forms})`;
 }
 
 /** Shows a URL without a password, for logs. */

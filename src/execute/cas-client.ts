@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { UpstreamTarget } from '../passthrough/upstream-target';
+import type { UpstreamTarget } from '../config/upstream-target';
 
 export interface CasClientOptions {
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };

@@ -29,9 +29,8 @@ import { Code } from '../reapi/grpc-status';
 import type { ExistsProbe } from '../store/local-dir-check';
 import { SpawnNixRunner, type NixRunner } from '../store/nix-command';
 import { Reasons } from '../store/shared-store';
-import { parseSharedStoreUrl, type StoreUrl } from '../store/store-url';
+import type { StoreUrl } from '../store/store-url';
 import { GcRoots } from './gc-roots';
-import { MAX_SOCKET_PATH_BYTES } from './gc-socket';
 import { LEASE_REFRESH_MS, MAX_HELD_PATHS, NOT_VALID_GRACE_MS, rootTimings } from './gc-roots-settings';
 import { replicaId } from './lease-file';
 import { NO_LEASES, type PathLease, type PathLeases } from './path-leases';
@@ -107,14 +106,12 @@ function prepareDir(location: Extract<RootLocation, { on: true }>, logger: Logge
 }
 
 /** The GC socket path, unless it is too long to connect to (then a GC already running may miss new roots; say so). */
-function usableSocket(socket: string | undefined, logger: Logger): string | undefined {
-  if (socket === undefined) return undefined;
-  if (Buffer.byteLength(socket) <= MAX_SOCKET_PATH_BYTES) return socket;
+function warnIfSocketTooLong(socket: string | undefined, logger: Logger): void {
+  if (socket === undefined) return;
   logger.warn(
     { socket },
     'the store GC socket path is too long to connect to; a garbage collection already running when a path is first used may still delete it',
   );
-  return undefined;
 }
 
 export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
@@ -122,11 +119,7 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
   if (!config.sharedStore) {
     throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'sharedStore is not set; GC roots need it');
   }
-  const parsed = parseSharedStoreUrl(config.sharedStore);
-  if (!parsed.ok) {
-    throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, `sharedStore ${JSON.stringify(config.sharedStore)} ${parsed.problem}`);
-  }
-  const store: StoreUrl = parsed.store;
+  const store: StoreUrl = config.sharedStore;
   const location = rootLocation(store, config.gcRootsDir);
   const offMessage =
     'GC roots are OFF: store paths copied into the shared store are not protected from its garbage collector, and nothing is pruned';
@@ -146,7 +139,8 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
   metrics.gcRootsState({ on: true });
 
   const timings = rootTimings(config);
-  const gcSocket = usableSocket(location.gcSocket, logger);
+  warnIfSocketTooLong(location.gcSocketTooLong, logger);
+  const gcSocket = location.gcSocket;
   const now = deps.now ?? Date.now;
   const fs = deps.fs ?? nodeRootFs;
   const host = hostname();

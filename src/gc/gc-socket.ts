@@ -20,9 +20,6 @@ import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
 import { GC_REASONS } from './roots-dir';
 
-/** Unix socket paths longer than this cannot be connected to (sun_path). */
-export const MAX_SOCKET_PATH_BYTES = 107;
-
 export type GcSocketAnswer = 'no-gc-running' | 'told';
 
 /**

@@ -27,8 +27,13 @@ export type RootLocation =
        * would make Nix start an empty store there.
        */
       mustExist: string;
-      /** The store's GC socket (Nix >= 2.4), when it is on this host: how a running GC learns of new roots. */
+      /**
+       * The store's GC socket (Nix >= 2.4), when it is on this host and its
+       * path is short enough to connect to: how a running GC learns of new roots.
+       */
       gcSocket?: string;
+      /** The GC socket's path when it is too long to connect to (sun_path); then `gcSocket` is unset. */
+      gcSocketTooLong?: string;
       /** For the start-up log: where the directory came from. */
       basis: string;
     }
@@ -38,8 +43,19 @@ function join(a: string, b: string): string {
   return a.endsWith('/') ? a + b : `${a}/${b}`;
 }
 
+/** Unix socket paths longer than this cannot be connected to (sun_path). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
 function underState(stateDir: string, basis: string, mustExist: string): RootLocation {
-  return { on: true, dir: join(join(stateDir, 'gcroots'), ROOTS_SUBDIR), mustExist, gcSocket: join(stateDir, 'gc-socket/socket'), basis };
+  const socket = join(stateDir, 'gc-socket/socket');
+  const fits = Buffer.byteLength(socket) <= MAX_SOCKET_PATH_BYTES;
+  return {
+    on: true,
+    dir: join(join(stateDir, 'gcroots'), ROOTS_SUBDIR),
+    mustExist,
+    ...(fits ? { gcSocket: socket } : { gcSocketTooLong: socket }),
+    basis,
+  };
 }
 
 function parentOf(dir: string): string {

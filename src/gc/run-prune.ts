@@ -15,9 +15,7 @@ import { Code } from '../reapi/grpc-status';
 import type { ExistsProbe } from '../store/local-dir-check';
 import { SpawnNixRunner, type NixRunner } from '../store/nix-command';
 import { Reasons } from '../store/shared-store';
-import { parseSharedStoreUrl } from '../store/store-url';
 import { NOT_VALID_GRACE_MS } from './gc-roots-settings';
-import { MAX_SOCKET_PATH_BYTES } from './gc-socket';
 import { pruneRoots, type PruneReport } from './prune-roots';
 import { errorCode, nodeRootFs, type RootFs } from './root-fs';
 import { rootLocation } from './root-location';
@@ -40,11 +38,8 @@ export interface PruneOptions {
 
 export async function runPrune(options: PruneOptions, logger: Logger): Promise<PruneReport> {
   const { config } = options;
-  const parsed = parseSharedStoreUrl(config.sharedStore ?? '');
-  if (!parsed.ok) {
-    throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, `sharedStore ${JSON.stringify(config.sharedStore ?? '')} ${parsed.problem}`);
-  }
-  const store = parsed.store;
+  const store = config.sharedStore;
+  if (!store) throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'prune needs sharedStore; set --shared-store');
   const location = rootLocation(store, config.gcRootsDir);
   if (!location.on) {
     throw new ProxyError(Code.FAILED_PRECONDITION, GC_REASONS.ROOTS_OFF, `no GC roots to prune: ${location.why}`);
@@ -68,7 +63,7 @@ export async function runPrune(options: PruneOptions, logger: Logger): Promise<P
   const signal = options.signal ?? new AbortController().signal;
   const log = logger.child({ component: 'prune' });
   const report = await pruneRoots(
-    { rootsDir: location.dir, store, runner, fs, now, logger: log, exists: options.exists, gcSocket: location.gcSocket && Buffer.byteLength(location.gcSocket) <= MAX_SOCKET_PATH_BYTES ? location.gcSocket : undefined },
+    { rootsDir: location.dir, store, runner, fs, now, logger: log, exists: options.exists, gcSocket: location.gcSocket },
     {
       unusedForMs: options.unusedForMs,
       budgetBytes: config.rootedSizeBudgetBytes,

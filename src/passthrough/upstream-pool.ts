@@ -1,7 +1,7 @@
 import http2, { type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
 import { checkServerIdentity } from 'node:tls';
 import type { Logger } from 'pino';
-import type { UpstreamTarget } from './upstream-target';
+import type { UpstreamTarget } from '../config/upstream-target';
 
 export interface UpstreamPoolOptions {
   connections: number;

@@ -31,7 +31,6 @@ import { registeredBytes } from './registered-bytes';
 import { Reasons, type Realiser, type SharedStore } from './shared-store';
 import { SingleFlightRealiser } from './single-flight-realiser';
 import { SourceOrderRealiser } from './source-order-realiser';
-import { parseSharedStoreUrl, parseSubstituterUrl, type StoreUrl } from './store-url';
 import { ValidityCachingEnsurer } from './validity-caching-ensurer';
 import { MeteredClosureEnsurer } from '../metrics/metered-closure-ensurer';
 import { MeteredRealiser } from '../metrics/metered-realiser';
@@ -64,30 +63,13 @@ export interface OwnedClosureEnsurer extends ClosureEnsurer {
   close(): void;
 }
 
-function configError(key: string, value: string, problem: string): ProxyError {
-  return new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, `${key} ${JSON.stringify(value)} ${problem}`);
-}
-
-function parseOrThrow(key: string, value: string, parse: (s: string) => ReturnType<typeof parseSharedStoreUrl>): StoreUrl {
-  const r = parse(value);
-  if (!r.ok) throw configError(key, value, r.problem);
-  return r.store;
-}
-
 export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): OwnedClosureEnsurer {
   if (!config.sharedStore) {
     throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'sharedStore is not set; the store side needs it');
   }
-  const shared = parseOrThrow('sharedStore', config.sharedStore, parseSharedStoreUrl);
-  const substituters = config.substituters.map((s, i) => parseOrThrow(`substituters[${i}]`, s, parseSubstituterUrl));
-  config.trustedPublicKeys.forEach((k, i) => {
-    if (!/^[A-Za-z0-9._+-]+:[A-Za-z0-9+/=]+$/.test(k)) {
-      throw configError(`trustedPublicKeys[${i}]`, k, 'is not NAME:BASE64KEY (as printed by nix-store --generate-binary-cache-key)');
-    }
-  });
-  if (config.visibleAt !== undefined && !config.visibleAt.startsWith('/')) {
-    throw configError('visibleAt', config.visibleAt, 'must be an absolute directory');
-  }
+  // Parsed and checked by loadConfig (src/config); nothing here re-checks them.
+  const shared = config.sharedStore;
+  const substituters = config.substituters;
 
   const logger = deps.logger.child({ component: 'nix-store' });
   const metrics = deps.metrics ?? NO_METRICS;

@@ -14,6 +14,7 @@ import { FakeUpstream, PATHS, decode, sha256Digest, type Digest } from '../../su
 import { testLogger } from '../../support/test-logger';
 import { directoryBytes, P } from '../../unit/execute/fixtures';
 import { FakeEnsurer, FakeServerCall, FakeUpstreamCaller, upstreamOperation } from './fakes';
+import { sharedStoreUrl } from '../../support/config-values';
 
 const INSTANCE = 'main';
 
@@ -47,7 +48,7 @@ interface Setup {
 function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: number } = {}): Setup {
   const config: Config = {
     ...DEFAULTS,
-    sharedStore: '/unused',
+    sharedStore: sharedStoreUrl('/unused'),
     progressIntervalMs: 10,
     limits: { ...DEFAULTS.limits, ...overrides.limits },
   };

@@ -11,6 +11,7 @@ import { SpawnNixRunner, type NixInvocation, type NixOutcome, type NixRunner } f
 import { FakeUpstream, MSG, PATHS, encode, type StartedFake } from '../../support/fake-upstream';
 import { absentStorePath, buildPaths, closureOf, makeChrootStore, nixAvailable, validIn } from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
+import { typed } from '../../support/config-values';
 
 /**
  * The whole Nix-aware Execute path with real parts: the proxy as composed by
@@ -58,10 +59,7 @@ describe.skipIf(!nixAvailable())('Nix-aware Execute through the proxy, real Nix 
     runner = new CountingRunner(new SpawnNixRunner({ timeoutMs: 60_000 }));
     const config: Config = {
       ...structuredClone(DEFAULTS),
-      listen: '127.0.0.1:0',
-      upstream: started.url,
-      sharedStore: shared,
-      substituters: ['local'],
+      ...typed({ listen: '127.0.0.1:0', upstream: started.url, sharedStore: shared, substituters: ['local'] }),
       requireSigs: false,
       progressIntervalMs: 200,
     };

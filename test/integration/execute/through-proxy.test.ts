@@ -12,7 +12,6 @@ import { UpstreamPool } from '../../../src/passthrough/upstream-pool';
 import { CallRouter } from '../../../src/server/call-router';
 import { HealthService } from '../../../src/server/health-service';
 import { ProxyServer } from '../../../src/server/proxy-server';
-import { parseUpstreamUrl } from '../../../src/passthrough/upstream-target';
 import { Code } from '../../../src/reapi/grpc-status';
 import { T } from '../../../src/reapi/protos';
 import { NIX_STORE_PATH_VIOLATION } from '../../../src/store/closure-ensurer';
@@ -20,6 +19,7 @@ import { FakeUpstream, PATHS, sha256Digest } from '../../support/fake-upstream';
 import { testLogger } from '../../support/test-logger';
 import { directoryBytes, P } from '../../unit/execute/fixtures';
 import { FakeEnsurer } from './fakes';
+import { typed } from '../../support/config-values';
 
 /**
  * The Execute service inside the real proxy stack (HTTP/2 listener, router,
@@ -44,12 +44,10 @@ beforeAll(async () => {
   const logger = testLogger();
   const config: Config = {
     ...DEFAULTS,
-    listen: '127.0.0.1:0',
-    upstream: `grpc://${started.address}`,
-    sharedStore: '/unused-in-this-test',
+    ...typed({ listen: '127.0.0.1:0', upstream: `grpc://${started.address}`, sharedStore: '/unused-in-this-test' }),
     progressIntervalMs: 20,
   };
-  const target = parseUpstreamUrl(config.upstream);
+  const target = config.upstream;
   pool = new UpstreamPool(
     target,
     { connections: 1, connectTimeoutMs: 5000, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000, tls: {} },
@@ -57,7 +55,7 @@ beforeAll(async () => {
   );
   const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
   casClient = createCasClient(target, { maxResponseBytes: config.maxMessageBytes, keepalive: config.keepalive });
-  const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: config.upstream, maxResponseBytes: config.maxMessageBytes, logger });
+  const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: config.upstream.url, maxResponseBytes: config.maxMessageBytes, logger });
   const execute = createExecuteService({ casReader, ensurer, upstream, config, logger });
   const router = new CallRouter({
     pool,

@@ -23,6 +23,7 @@ import { createClosureEnsurer, type OwnedClosureEnsurer } from '../../../src/sto
 import { SpawnNixRunner, type NixInvocation, type NixRunner } from '../../../src/store/nix-command';
 import { buildPaths, closureOf, FIXTURE_NIX_CONFIG, makeChrootStore, nixAvailable, run, validIn } from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
+import { typed, type TextOverrides } from '../../support/config-values';
 
 const HAVE_NIX = nixAvailable();
 const DAY = 86_400_000;
@@ -33,8 +34,8 @@ let P: Record<'libc' | 'binutils' | 'cc' | 'py' | 'jq' | 'junk', string>;
 let n = 0;
 const opened: Array<{ close(): unknown }> = [];
 
-function configFor(store: string, over: Partial<Config> = {}): Config {
-  return { ...DEFAULTS, sharedStore: store, substituters: ['local'], requireSigs: false, rootSweepIntervalMs: 0, ...over };
+function configFor(store: string, over: TextOverrides = {}): Config {
+  return { ...DEFAULTS, ...typed({ sharedStore: store, substituters: ['local'], ...over }), requireSigs: over.requireSigs ?? false, rootSweepIntervalMs: over.rootSweepIntervalMs ?? 0 };
 }
 
 const rootsDirOf = (store: string) => join(store, 'nix/var/nix/gcroots/nix-reapi-proxy');
@@ -45,7 +46,7 @@ async function rootNames(store: string): Promise<string[]> {
 }
 
 /** A proxy's store side: GC roots from config and an ensurer that roots what it ensures. */
-function proxy(store: string, opts: { now?: () => number; config?: Partial<Config> } = {}) {
+function proxy(store: string, opts: { now?: () => number; config?: TextOverrides } = {}) {
   const config = configFor(store, opts.config);
   const roots = createGcRoots(config, { logger: testLogger(), now: opts.now });
   const ensurer = createClosureEnsurer(config, { logger: testLogger(), leases: roots, retryBaseDelayMs: 10 });

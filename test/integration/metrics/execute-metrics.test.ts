@@ -10,6 +10,7 @@ import { FakeUpstream, MSG, encode, type StartedFake } from '../../support/fake-
 import { buildPaths, makeChrootStore, nixAvailable } from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
 import { scrape, valueOf, type Sample } from './prometheus-text';
+import { typed } from '../../support/config-values';
 
 /**
  * Executes through a proxy with a real shared Nix store and metrics on: the
@@ -39,11 +40,7 @@ describe.skipIf(!nixAvailable())('Execute metrics with a real shared store', () 
     started = await fake.start();
     const config: Config = {
       ...structuredClone(DEFAULTS),
-      listen: '127.0.0.1:0',
-      metricsListen: '127.0.0.1:0',
-      upstream: started.url,
-      sharedStore: shared,
-      substituters: ['local'],
+      ...typed({ listen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', upstream: started.url, sharedStore: shared, substituters: ['local'] }),
       requireSigs: false,
     };
     proxy = await startProxy(config, testLogger());

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, type Config } from '../../../src/config/config';
 import { startProxy, type RunningProxy } from '../../../src/main';
 import { FakeUpstream, MSG, PATHS, encode, type StartedFake } from '../../support/fake-upstream';
+import { typed } from '../../support/config-values';
 import { testLogger } from '../../support/test-logger';
 import { httpGet, parseExposition, scrapeUntil, valueOf } from './prometheus-text';
 
@@ -51,12 +52,14 @@ beforeAll(async () => {
   started = await fake.start();
   const config: Config = {
     ...structuredClone(DEFAULTS),
-    listen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    upstream: started.url,
-    // A chroot store in a temp dir: roots on, so the roots state reads 1.
-    sharedStore: path.join(dir, 'shared'),
-    substituters: ['local'],
+    ...typed({
+      listen: '127.0.0.1:0',
+      metricsListen: '127.0.0.1:0',
+      upstream: started.url,
+      // A chroot store in a temp dir: roots on, so the roots state reads 1.
+      sharedStore: path.join(dir, 'shared'),
+      substituters: ['local'],
+    }),
     requireSigs: false,
     keepalive: { timeMs: 0, timeoutMs: 10_000 },
   };

@@ -7,6 +7,7 @@ import { checkHealth } from '../../../src/server/health-check-client';
 import { testLogger } from '../../support/test-logger';
 import { RawClient, startRawServer, type RawServer } from './raw-grpc';
 import { httpGet, scrape, scrapeUntil, valueOf, type Sample } from './prometheus-text';
+import { typed } from '../../support/config-values';
 
 /**
  * A build's worth of REAPI calls through the proxy (with metrics on), in the
@@ -40,7 +41,10 @@ beforeAll(async () => {
     [PATHS.execute]: { kind: 'serverStream', handle: () => [Buffer.from(T.Operation.encode({ name: 'operations/1' }).finish()), doneOperation] },
     [PATHS.read]: { kind: 'serverStream', handle: () => [Buffer.from(T.ReadResponse.encode({ data: Buffer.from('output') }).finish())] },
   });
-  const config: Config = { ...structuredClone(DEFAULTS), listen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', upstream: `grpc://127.0.0.1:${upstream.port}` };
+  const config: Config = {
+    ...structuredClone(DEFAULTS),
+    ...typed({ listen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', upstream: `grpc://127.0.0.1:${upstream.port}` }),
+  };
   proxy = await startProxy(config, testLogger());
   client = new RawClient(proxy.endpoint);
 });

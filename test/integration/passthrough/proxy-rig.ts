@@ -2,6 +2,7 @@ import { DEFAULTS, type Config } from '../../../src/config/config';
 import { startProxy, type RunningProxy } from '../../../src/main';
 import { frontMode, startFront } from '../../support/front-process';
 import { testLogger } from '../../support/test-logger';
+import { typed } from '../../support/config-values';
 
 /**
  * The proxy in this process, pure pass-through (no shared store), on
@@ -14,8 +15,7 @@ import { testLogger } from '../../support/test-logger';
 export async function startPassthroughProxy(upstream: string, overrides: Partial<Config> = {}): Promise<RunningProxy> {
   const config: Config = {
     ...DEFAULTS,
-    listen: '127.0.0.1:0',
-    upstream,
+    ...typed({ listen: '127.0.0.1:0', upstream }),
     // Tests never wait on keepalive PINGs; off keeps timers out of the picture.
     keepalive: { timeMs: 0, timeoutMs: 10_000 },
     ...overrides,

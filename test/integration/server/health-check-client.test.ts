@@ -10,6 +10,7 @@ import { T } from '../../../src/reapi/protos';
 import { checkHealth } from '../../../src/server/health-check-client';
 import { testLogger } from '../../support/test-logger';
 import { startRawServer, type RawServer } from '../metrics/raw-grpc';
+import { typed } from '../../support/config-values';
 
 /** `nix-reapi-proxy health`'s check against the situations a probe meets. */
 
@@ -29,7 +30,7 @@ let proxy: RunningProxy;
 let upstream: RawServer;
 
 function config(extra: Partial<Config>): Config {
-  return { ...structuredClone(DEFAULTS), listen: '127.0.0.1:0', upstream: `grpc://127.0.0.1:${upstream.port}`, ...extra };
+  return { ...structuredClone(DEFAULTS), ...typed({ listen: '127.0.0.1:0', upstream: `grpc://127.0.0.1:${upstream.port}` }), ...extra };
 }
 
 /** A port nothing listens on: bound, then released. */

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULTS, type Config } from '../../../src/config/config';
+import { DEFAULTS } from '../../../src/config/config';
 import { ProxyError } from '../../../src/errors';
 import { Code } from '../../../src/reapi/grpc-status';
 import { createClosureEnsurer, type ClosureEnsurerDeps } from '../../../src/store/create-closure-ensurer';
@@ -26,6 +26,7 @@ import {
 } from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
 import { RecordingRunner } from './recording-runner';
+import { typed, type TextOverrides } from '../../support/config-values';
 
 const HAVE_NIX = nixAvailable();
 const HAVE_SSH = spawnSync('ssh', ['-V'], { stdio: 'ignore' }).status === 0;
@@ -39,10 +40,10 @@ async function freshStore(): Promise<string> {
   return makeChrootStore(join(dir, `shared-${n++}`));
 }
 
-function setup(config: Partial<Config>, deps: Partial<ClosureEnsurerDeps> = {}, runnerEnv?: NodeJS.ProcessEnv) {
+function setup(config: TextOverrides, deps: Partial<ClosureEnsurerDeps> = {}, runnerEnv?: NodeJS.ProcessEnv) {
   const runner = new RecordingRunner(new SpawnNixRunner({ timeoutMs: 20_000, env: runnerEnv }));
   const ensurer = createClosureEnsurer(
-    { ...DEFAULTS, substituters: ['local'], requireSigs: false, ...config },
+    { ...DEFAULTS, requireSigs: false, ...typed({ substituters: ['local'], ...config }) },
     { logger: testLogger(), runner, retryBaseDelayMs: 10, ...deps },
   );
   return { runner, ensurer };

@@ -14,6 +14,7 @@ import { DEFAULTS } from '../../../src/config/config';
 import { createClosureEnsurer } from '../../../src/store/create-closure-ensurer';
 import { runOverPaths, SpawnNixRunner } from '../../../src/store/nix-command';
 import { testLogger } from '../../support/test-logger';
+import { typed } from '../../support/config-values';
 
 let bin: string;
 
@@ -145,8 +146,7 @@ describe('SpawnNixRunner', () => {
     const ensurer = createClosureEnsurer(
       {
         ...DEFAULTS,
-        sharedStore: 'daemon',
-        substituters: ['local'],
+        ...typed({ sharedStore: 'daemon', substituters: ['local'] }),
         nixBinDir: bin,
         limits: { ...DEFAULTS.limits, nixCommandTimeoutMs: 300 },
       },

@@ -2,11 +2,20 @@ import { describe, expect, it } from 'vitest';
 import {
   checkAbsolutePath,
   checkListenAddress,
-  checkSharedStore,
-  checkSubstituter,
   checkUpstreamUrl,
   redactUrl,
 } from '../../../src/config/value-checks';
+import { parseSharedStoreUrl, parseSubstituterUrl } from '../../../src/store/store-url';
+
+// Store URLs are parsed by src/store/store-url.ts alone; these rows check the config accepts and refuses the same.
+const checkSubstituter = (text: string) => {
+  const r = parseSubstituterUrl(text);
+  return r.ok ? undefined : r.problem;
+};
+const checkSharedStore = (text: string) => {
+  const r = parseSharedStoreUrl(text);
+  return r.ok ? undefined : r.problem;
+};
 
 type Case = [check: (v: string) => string | undefined, value: string, ok: boolean];
 

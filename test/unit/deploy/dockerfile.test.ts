@@ -85,8 +85,8 @@ describe('Dockerfile', () => {
   it('exposes exactly the ports of its default config', () => {
     const config = loadConfig({ argv: ['--config', path.join(ROOT, 'deploy', 'docker', 'config.yaml')], env: {}, cwd: tmp }).config;
     const ports = only(runtime, 'EXPOSE').args.split(/\s+/).map(Number);
-    expect(ports).toEqual([Number(config.listen.split(':')[1]), Number(config.metricsListen!.split(':')[1])]);
-    expect(config.listen.startsWith('0.0.0.0:')).toBe(true);
+    expect(ports).toEqual([config.listen.port, config.metricsListen!.port]);
+    expect(config.listen.host).toBe('0.0.0.0');
   });
 
   it('starts the CLI with the config file it ships, and checks health with the health subcommand', () => {

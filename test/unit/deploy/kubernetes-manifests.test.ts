@@ -21,6 +21,7 @@ import {
   type Manifest,
   type Rendered,
 } from './kustomize-lite';
+import { formatHostPort } from '../../../src/config/value-checks';
 
 /**
  * What a cluster would run from deploy/kubernetes, checked against itself,
@@ -110,8 +111,8 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
 
   it('carries a config file the proxy accepts, pointed at the backend', () => {
     const config = proxyConfig(r());
-    expect(config.upstream).toBe(expected.upstream);
-    expect(config.sharedStore).toMatch(/^ssh-ng:\/\//);
+    expect(config.upstream.url).toBe(expected.upstream);
+    expect(config.sharedStore!.url).toMatch(/^ssh-ng:\/\//);
     expect(config.substituters.length).toBeGreaterThan(0);
     expect(config.trustedPublicKeys.length).toBeGreaterThan(0);
   });
@@ -135,27 +136,27 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
   it('exposes the ports the config listens on, in the pod, the Service and the image', () => {
     const config = proxyConfig(r());
     const c = proxyContainer(r());
-    expect(config.listen).toMatch(/^0\.0\.0\.0:/);
-    expect(config.metricsListen).toMatch(/^0\.0\.0\.0:/);
-    expect(containerPort(c, 'proxy-grpc')).toBe(port(config.listen));
-    expect(containerPort(c, 'metrics')).toBe(port(config.metricsListen!));
+    expect(formatHostPort(config.listen)).toMatch(/^0\.0\.0\.0:/);
+    expect(formatHostPort(config.metricsListen!)).toMatch(/^0\.0\.0\.0:/);
+    expect(containerPort(c, 'proxy-grpc')).toBe(port(formatHostPort(config.listen)));
+    expect(containerPort(c, 'metrics')).toBe(port(formatHostPort(config.metricsListen!)));
     // Clients reach the front; the front reaches the proxy inside the pod.
     const front = frontContainer(r());
     expect(containerPort(front, 'grpc')).toBe(port(envOf(front, 'FRONT_LISTEN').value));
-    expect(envOf(front, 'PROXY_ADDR').value).toBe(`127.0.0.1:${port(config.listen)}`);
+    expect(envOf(front, 'PROXY_ADDR').value).toBe(`127.0.0.1:${port(formatHostPort(config.listen))}`);
     const service = find(r().resources, 'Service', 'nix-reapi-proxy');
     expect(service.spec.ports.map((p: Manifest) => p.targetPort).sort()).toEqual(['grpc', 'metrics']);
     expect(service.spec.selector).toEqual(proxyDeployment(r()).spec.template.metadata.labels);
     const exposed = only(proxyImage, 'EXPOSE').args.split(/\s+/).map(Number);
-    expect(exposed).toEqual(expect.arrayContaining([containerPort(front, 'grpc'), port(config.metricsListen!)]));
+    expect(exposed).toEqual(expect.arrayContaining([containerPort(front, 'grpc'), port(formatHostPort(config.metricsListen!))]));
     const annotations = proxyDeployment(r()).spec.template.metadata.annotations;
-    expect(Number(annotations['prometheus.io/port'])).toBe(port(config.metricsListen!));
+    expect(Number(annotations['prometheus.io/port'])).toBe(port(formatHostPort(config.metricsListen!)));
   });
 
   it('probes the proxy with gRPC health checks on its listen port', () => {
     const config = proxyConfig(r());
     const c = proxyContainer(r());
-    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) expect(c[probe]?.grpc?.port).toBe(port(config.listen));
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) expect(c[probe]?.grpc?.port).toBe(port(formatHostPort(config.listen)));
   });
 
   it('probes every store server container', () => {
@@ -200,7 +201,7 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const cluster = envOf(front, 'CLUSTER_ADDR').valueFrom.configMapKeyRef;
     expect(cluster.name).toBe('nix-reapi-proxy-config');
     const address = find(r().resources, 'ConfigMap', cluster.name).data[cluster.key];
-    expect(`grpc://${address}`).toBe(config.upstream);
+    expect(`grpc://${address}`).toBe(config.upstream.url);
     expect(front.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
   });
 
@@ -215,7 +216,7 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
 
   it("keeps GC roots on: gcRootsDir is the store server's gcroots/nix-reapi-proxy, exported read-write to the proxy", () => {
     const config = proxyConfig(r());
-    const parsed = parseSharedStoreUrl(config.sharedStore!);
+    const parsed = parseSharedStoreUrl(config.sharedStore!.url);
     expect(parsed.ok).toBe(true);
     // Without gcRootsDir an ssh-ng store has roots off; the shipped config turns them on.
     expect(rootLocation((parsed as { store: Parameters<typeof rootLocation>[0] }).store).on).toBe(false);
@@ -251,7 +252,7 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const loaded = loadConfig({ argv: ['prune', ...gc.args], env: {}, cwd: tmp });
     expect(loaded.command).toBe('prune');
     expect(gc.args).toContain('--gc');
-    expect(loaded.config.sharedStore).toBe('daemon');
+    expect(loaded.config.sharedStore?.url).toBe('daemon');
     const unusedFor = gc.args[gc.args.indexOf('--unused-for') + 1];
     expect(loadConfig({ argv: ['--upstream', 'grpc://x:1', '--root-retention', unusedFor], env: {}, cwd: tmp }).config.rootRetentionMs).toBe(config.rootRetentionMs);
     expect(mountOf(gc, '/nix').readOnly).not.toBe(true);
@@ -265,7 +266,7 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
 
   it('reaches the store server over ssh-ng with the SSH settings the pod mounts', () => {
     const config = proxyConfig(r());
-    const m = /^ssh-ng:\/\/([^@]+)@([^?/]+)$/.exec(config.sharedStore!)!;
+    const m = /^ssh-ng:\/\/([^@]+)@([^?/]+)$/.exec(config.sharedStore!.url)!;
     expect(m).not.toBeNull();
     const [, user, host] = m;
     const storeService = find(r().resources, 'Service', host!);

@@ -9,6 +9,7 @@ import { rootTimings } from '../../../src/gc/gc-roots-settings';
 import { PrometheusMetrics } from '../../../src/metrics/prometheus-metrics';
 import { parseExposition, valueOf } from '../../integration/metrics/prometheus-text';
 import { storePath } from '../store/fake-nix';
+import { typed, type TextOverrides } from '../../support/config-values';
 
 async function rootsEnabled(metrics: PrometheusMetrics): Promise<number | undefined> {
   return valueOf(parseExposition((await metrics.exposition()).body), 'nix_reapi_proxy_gc_roots_enabled');
@@ -23,7 +24,7 @@ function recordingLogger() {
   return { logger, lines };
 }
 
-const config = (over: Partial<Config>): Config => ({ ...DEFAULTS, rootSweepIntervalMs: 0, ...over });
+const config = (over: TextOverrides): Config => ({ ...DEFAULTS, rootSweepIntervalMs: 0, ...typed(over) });
 
 describe('createGcRoots', () => {
   beforeAll(async () => {
