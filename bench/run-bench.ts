@@ -6,6 +6,7 @@
  *   node dist/bench/bench/run-bench.js --tiny --out FILE   seconds; for the smoke test
  *
  * Other options: --only 1,2,6 (scenario numbers), --out FILE (JSON report),
+ * --no-front (skip the front+proxy mode, which runs when haproxy is installed),
  * --cpu-prof (write the proxy's CPU profile to .bench-out/profiles/),
  * --proxy-cli PATH (benchmark another build of the proxy).
  *
@@ -22,6 +23,7 @@ import { LOAD_GENERATOR, type Endpoints } from './harness/compare-runs';
 import { ExecuteLog } from './harness/execute-log';
 import { buildNixFixtures, coldExecute, singleFlight, warmExecute, type NixScenarioContext } from './harness/execute-scenarios';
 import { makeNixRig, nixAvailable } from './harness/nix-rig';
+import { frontAvailable, startFront } from './harness/front-server';
 import { largeBlobs, manyOpenStreams, smallUnaryCalls, type ScenarioContext } from './harness/passthrough-scenarios';
 import { PROFILES, type Profile } from './harness/profiles';
 import type { ScenarioReport } from './harness/scenario-report';
@@ -39,6 +41,8 @@ interface Options {
   outGiven: boolean;
   cpuProf: boolean;
   proxyCli: string;
+  /** Run the front+proxy mode (HAProxy with deploy/front/haproxy.cfg) when haproxy is installed. */
+  front: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -46,6 +50,7 @@ function parseArgs(argv: string[]): Options {
   let only: Set<number> | undefined;
   let out: string | undefined;
   let cpuProf = false;
+  let front = true;
   let proxyCli = path.join(REPO, 'dist', 'src', 'cli.js');
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -59,11 +64,12 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--only') only = new Set(value().split(',').map(Number));
     else if (a === '--out') out = path.resolve(value());
     else if (a === '--cpu-prof') cpuProf = true;
+    else if (a === '--no-front') front = false;
     else if (a === '--proxy-cli') proxyCli = path.resolve(value());
     else throw new Error(`unknown option ${a}; see the comment at the top of bench/run-bench.ts`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli };
+  return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli, front };
 }
 
 /** Long-running processes started, for the report (load generators come and go). */
@@ -123,12 +129,20 @@ async function main(): Promise<number> {
     started.push({ name: 'proxy', pid: proxy.pid });
     progress(`upstream ${upstream.listen} (pid ${upstream.pid}), proxy ${proxy.listen} (pid ${proxy.pid})`);
     const ends: Endpoints = { upstream, proxy };
+    if (opts.front && frontAvailable()) {
+      ends.front = await startFront(proxy.listen, upstream.listen);
+      started.push({ name: ends.front.name, pid: ends.front.pid });
+      progress(`front ${ends.front.listen} (pid ${ends.front.pid}): Execution, Capabilities, Health to the proxy, the rest to the upstream`);
+    } else if (opts.front) {
+      skipped.push({ scenario: 0, reason: 'front+proxy mode: haproxy is not installed (scripts/install-deps.sh installs it)' });
+    }
     const ctx: ScenarioContext = { ends, profile: opts.profile, action: seed.action, progress, judge: opts.profile.name !== 'tiny' };
     if (wants(1)) scenarios.push(...(await smallUnaryCalls(ctx)));
     if (wants(2)) scenarios.push(...(await largeBlobs(ctx)));
     if (wants(6)) scenarios.push(...(await manyOpenStreams(ctx)));
     // Graceful stop, so that --cpu-prof gets written.
     await stopProcess(proxy.child, 10_000);
+    if (ends.front) await stopProcess(ends.front.child, 5_000);
   }
   if ([3, 4, 5].some(wants)) {
     if (!nixAvailable()) {

@@ -14,6 +14,12 @@ export interface ServerProcess {
 const OUTPUT_KEEP = 64 * 1024;
 const live = new Set<ChildProcess>();
 
+/** Tracks a child started elsewhere (not a node script), so stopAll and killAllNow stop it too. */
+export function adopt(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
 /**
  * Starts `node args...` and resolves once it prints a JSON line with
  * msg "listening" and a "listen" address; rejects if it exits first or takes

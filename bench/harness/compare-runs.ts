@@ -9,6 +9,8 @@ export const LOAD_GENERATOR = path.join(__dirname, '..', 'load', 'load-generator
 export interface Endpoints {
   upstream: ServerProcess;
   proxy: ServerProcess;
+  /** The HTTP/2 front in front of `proxy` (Execution/Capabilities/Health) and `upstream` (the rest); adds the front+proxy mode. */
+  front?: ServerProcess;
 }
 
 export interface LoadResult {
@@ -26,6 +28,8 @@ export type UnitsOf = (result: LoadResult) => number;
 export async function measure(ends: Endpoints, mode: Mode, round: number, job: LoadJob, units: UnitsOf, timeoutMs: number): Promise<RunMeasure> {
   // Counted from the load generator's "measuring" line (after set-up and warm-up) to its result line.
   let watch = new ProcessWatch(ends.proxy.pid);
+  let frontWatch = ends.front ? new ProcessWatch(ends.front.pid) : undefined;
+  let frontUsage: ProcessUsage | undefined;
   let upstreamCpu = cpuMs(ends.upstream.pid);
   let usage: ProcessUsage | undefined;
   let upstreamUsed = NaN;
@@ -33,9 +37,12 @@ export async function measure(ends: Endpoints, mode: Mode, round: number, job: L
     if (line.startsWith('{"phase":"measuring"')) {
       watch.stop();
       watch = new ProcessWatch(ends.proxy.pid);
+      frontWatch?.stop();
+      frontWatch = ends.front ? new ProcessWatch(ends.front.pid) : undefined;
       upstreamCpu = cpuMs(ends.upstream.pid);
     } else if (usage === undefined) {
       usage = watch.stop();
+      frontUsage = frontWatch?.stop();
       upstreamUsed = cpuMs(ends.upstream.pid) - upstreamCpu;
     }
   };
@@ -45,6 +52,7 @@ export async function measure(ends: Endpoints, mode: Mode, round: number, job: L
   } finally {
     if (usage === undefined) {
       usage = watch.stop();
+      frontUsage = frontWatch?.stop();
       upstreamUsed = cpuMs(ends.upstream.pid) - upstreamCpu;
     }
   }
@@ -58,6 +66,7 @@ export async function measure(ends: Endpoints, mode: Mode, round: number, job: L
     firstErrors,
     latency,
     proxy: usage,
+    front: frontUsage,
     upstreamCpuMs: upstreamUsed,
     detail,
   };
@@ -66,7 +75,8 @@ export async function measure(ends: Endpoints, mode: Mode, round: number, job: L
 /**
  * Runs the same job directly against the upstream and through the proxy,
  * `rounds` times, alternating which goes first (direct, proxy, proxy,
- * direct, ...) so warm-up and drift do not favour one side.
+ * direct, ...) so warm-up and drift do not favour one side. With a front,
+ * front+proxy is a third mode and the order rotates through all three.
  */
 export async function compare(
   ends: Endpoints,
@@ -78,9 +88,9 @@ export async function compare(
 ): Promise<RunMeasure[]> {
   const runs: RunMeasure[] = [];
   for (let round = 0; round < rounds; round++) {
-    const order: Mode[] = round % 2 === 0 ? ['direct', 'proxy'] : ['proxy', 'direct'];
+    const order: Mode[] = ends.front ? rotate(['direct', 'proxy', 'front+proxy'], round) : round % 2 === 0 ? ['direct', 'proxy'] : ['proxy', 'direct'];
     for (const mode of order) {
-      const target = mode === 'direct' ? ends.upstream.listen : ends.proxy.listen;
+      const target = mode === 'direct' ? ends.upstream.listen : mode === 'proxy' ? ends.proxy.listen : ends.front!.listen;
       const m = await measure(ends, mode, round, jobFor(target), units, timeoutMs);
       progress(`  round ${round + 1}/${rounds} ${mode.padEnd(6)} ${describeRun(m)}`);
       runs.push(m);
@@ -89,8 +99,14 @@ export async function compare(
   return runs;
 }
 
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const k = by % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
 function describeRun(m: RunMeasure): string {
   const lat = m.latency ? ` median ${m.latency.medianMs.toFixed(3)} ms p99 ${m.latency.p99Ms.toFixed(3)} ms` : '';
   const err = m.errors ? ` ERRORS ${m.errors}: ${m.firstErrors[0] ?? ''}` : '';
-  return `${m.units} units in ${m.durationMs.toFixed(0)} ms${lat}; proxy cpu ${m.proxy.cpuMs.toFixed(0)} ms${err}`;
+  const front = m.front ? `, front cpu ${m.front.cpuMs.toFixed(0)} ms` : '';
+  return `${m.units} units in ${m.durationMs.toFixed(0)} ms${lat}; proxy cpu ${m.proxy.cpuMs.toFixed(0)} ms${front}${err}`;
 }

@@ -2,7 +2,8 @@
 import type { LatencySummary } from '../common/stats';
 import { median } from '../common/stats';
 
-export type Mode = 'direct' | 'proxy';
+/** direct: the upstream alone; proxy: through the proxy; front+proxy: through the HTTP/2 front (deploy/front/haproxy.cfg) with the proxy behind it. */
+export type Mode = 'direct' | 'proxy' | 'front+proxy';
 
 export interface ProcessUsage {
   rssStartBytes: number;
@@ -22,6 +23,8 @@ export interface RunMeasure {
   latency?: LatencySummary;
   /** The proxy process during this run (also in direct runs, where it should idle). */
   proxy: ProcessUsage;
+  /** The front process during this run, when the bench runs one. */
+  front?: ProcessUsage;
   upstreamCpuMs: number;
   /** Anything else the load generator reported. */
   detail: Record<string, unknown>;
@@ -44,6 +47,8 @@ export interface ModeRow {
   proxyRssGrowthMiB: number;
   /** Proxy CPU per work unit (µs per call, per MiB, per stream). */
   proxyCpuUsPerUnit: number;
+  /** Front CPU per work unit, when a front ran. */
+  frontCpuUsPerUnit: number | null;
   upstreamCpuUsPerUnit: number;
   /** The load generator's own CPU per unit, where it reports it (unary calls). */
   clientCpuUsPerUnit: number | null;
@@ -67,11 +72,18 @@ export function summarizeRuns(runs: readonly RunMeasure[], mode: Mode, unit: Thr
     proxyPeakRssMiB: round3(Math.max(0, ...mine.map((r) => r.proxy.rssPeakBytes / MIB))),
     proxyRssGrowthMiB: round3(Math.max(0, ...mine.map((r) => r.proxy.rssGrowthBytes / MIB))),
     proxyCpuUsPerUnit: round3(median(mine.map((r) => perUnit(r.proxy.cpuMs, r)))),
+    frontCpuUsPerUnit: mine.some((r) => r.front !== undefined) ? round3(median(mine.map((r) => perUnit(r.front?.cpuMs ?? NaN, r)))) : null,
     upstreamCpuUsPerUnit: round3(median(mine.map((r) => perUnit(r.upstreamCpuMs, r)))),
     clientCpuUsPerUnit: mine.some((r) => typeof r.detail.clientCpuUsPerCall === 'number')
       ? round3(median(mine.map((r) => Number(r.detail.clientCpuUsPerCall))))
       : null,
   };
+}
+
+/** The rows of a scenario: direct, proxy and, when the runs include it, front+proxy. */
+export function summarizeModes(runs: readonly RunMeasure[], unit: ThroughputUnit): ModeRow[] {
+  const modes: Mode[] = runs.some((r) => r.mode === 'front+proxy') ? ['direct', 'proxy', 'front+proxy'] : ['direct', 'proxy'];
+  return modes.map((m) => summarizeRuns(runs, m, unit));
 }
 
 export function round3(v: number): number {

@@ -3,7 +3,7 @@ import type { TransferJob } from '../load/blob-transfer';
 import type { StreamsJob } from '../load/open-streams';
 import type { UnaryJob, UnaryMethod } from '../load/unary-load';
 import { compare, type Endpoints, type LoadResult } from './compare-runs';
-import { summarizeRuns } from './measurement';
+import { summarizeModes, type ModeRow } from './measurement';
 import type { Profile } from './profiles';
 import { addedMedianOf, ratioOf, type ScenarioReport } from './scenario-report';
 
@@ -50,7 +50,7 @@ export async function smallUnaryCalls(ctx: ScenarioContext): Promise<ScenarioRep
         maxMs: unary.maxMs,
       });
       const runs = await compare(ctx.ends, ctx.profile.rounds, job, calls, unary.maxMs * 2 + 30_000, ctx.progress);
-      const rows = [summarizeRuns(runs, 'direct', 'calls/s'), summarizeRuns(runs, 'proxy', 'calls/s')];
+      const rows = summarizeModes(runs, 'calls/s');
       const ratio = ratioOf(rows);
       const added = addedMedianOf(rows);
       const errorsFree = rows.every((r) => r.errors === 0);
@@ -67,6 +67,7 @@ export async function smallUnaryCalls(ctx: ScenarioContext): Promise<ScenarioRep
         addedMedianMs: added,
         target: `${target}, no errors`,
         met: ctx.judge ? met && errorsFree : null,
+        detail: frontDetail(rows),
         runs,
       });
     }
@@ -90,7 +91,7 @@ export async function largeBlobs(ctx: ScenarioContext): Promise<ScenarioReport[]
       const maxMs = Math.max(60_000, (v.size / MIB) * v.repeat * 1000);
       const job = (target: string): TransferJob => ({ kind, target, size: v.size, repeat: v.repeat, warmup: v.repeat > 1, maxMs });
       const runs = await compare(ctx.ends, v.rounds, job, bytes, maxMs + 30_000, ctx.progress);
-      const rows = [summarizeRuns(runs, 'direct', 'MiB/s'), summarizeRuns(runs, 'proxy', 'MiB/s')];
+      const rows = summarizeModes(runs, 'MiB/s');
       const ratio = ratioOf(rows);
       const growth = rows[1]!.proxyRssGrowthMiB;
       const memoryOk = growth <= 64;
@@ -104,6 +105,7 @@ export async function largeBlobs(ctx: ScenarioContext): Promise<ScenarioReport[]
         addedMedianMs: null,
         target: v.judgeRatio ? 'throughput ratio >= 0.9, proxy RSS growth <= 64 MiB' : 'proxy RSS growth <= 64 MiB',
         met: ctx.judge ? errorsFree && memoryOk && (!v.judgeRatio || (ratio !== null && ratio >= 0.9)) : null,
+        detail: frontDetail(rows),
         runs,
       });
     }
@@ -127,7 +129,7 @@ export async function manyOpenStreams(ctx: ScenarioContext): Promise<ScenarioRep
     action: ctx.action,
   });
   const runs = await compare(ctx.ends, 1, job, (r) => Number(r.ok ?? 0), maxMs + 30_000, ctx.progress);
-  const rows = [summarizeRuns(runs, 'direct', 'streams/s'), summarizeRuns(runs, 'proxy', 'streams/s')];
+  const rows = summarizeModes(runs, 'streams/s');
   const proxied = runs.find((r) => r.mode === 'proxy');
   const peakOpen = Number(proxied?.detail.peakOpenAtUpstream ?? 0);
   const errorsFree = rows.every((r) => r.errors === 0);
@@ -145,6 +147,18 @@ export async function manyOpenStreams(ctx: ScenarioContext): Promise<ScenarioRep
       runs,
     },
   ];
+}
+
+/** front+proxy against direct: its throughput ratio and the CPU per unit of the front and of the proxy. */
+function frontDetail(rows: readonly ModeRow[]): Record<string, unknown> | undefined {
+  const d = rows.find((r) => r.mode === 'direct');
+  const f = rows.find((r) => r.mode === 'front+proxy');
+  if (!d || !f) return undefined;
+  return {
+    frontPlusProxyRatio: d.throughput > 0 ? Math.round((f.throughput / d.throughput) * 1000) / 1000 : null,
+    frontCpuUsPerUnit: f.frontCpuUsPerUnit,
+    proxyCpuUsPerUnitBehindFront: f.proxyCpuUsPerUnit,
+  };
 }
 
 function sizeLabel(bytes: number): string {
