@@ -20,7 +20,7 @@ import { HealthService } from './server/health-service';
 import { ProxyServer } from './server/proxy-server';
 import { createGcRoots } from './gc/create-gc-roots';
 import { createClosureEnsurer } from './store/create-closure-ensurer';
-import type { NixRunner } from './store/nix-command';
+import { configuredNixRunner, type NixRunner } from './store/nix-command';
 
 /** Services whose health the proxy reports; it serves every one of them (itself or by forwarding). */
 const SERVED_SERVICES = new Set([
@@ -56,7 +56,12 @@ export interface ProxyExtras {
   observer?: CallObserver;
 }
 
-/** The composition root: turns a validated Config into running objects. The only place concrete classes meet. */
+/**
+ * The composition root: turns a validated Config into running objects, each
+ * shared one (upstream pool, CAS client, Nix runner, GC roots, ensurer,
+ * metrics) built once here. The store and GC factories it calls
+ * (createClosureEnsurer, createGcRoots) assemble their own decorator stacks.
+ */
 export async function startProxy(config: Config, logger: Logger, extras: ProxyExtras = {}): Promise<RunningProxy> {
   const target = config.upstream;
   // First: a bad token file stops the start before anything else is opened.
@@ -91,13 +96,15 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
     closers.push(() => casClient.close());
     const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, connectTimeoutMs: config.connectTimeoutMs, logger });
+    // One runner for every Nix process the proxy starts.
+    const runner = extras.nixRunner ?? configuredNixRunner(config);
     const roots = createGcRoots(config, {
       logger,
       metrics,
-      runner: extras.nixRunner,
+      runner,
       onSweep: (outcome) => metrics.gcSweepFinished({ ok: outcome.ok, atMs: outcome.atMs }),
     });
-    const ensurer = createClosureEnsurer(config, { logger, runner: extras.nixRunner, metrics, leases: roots, currentClient });
+    const ensurer = createClosureEnsurer(config, { logger, runner, metrics, leases: roots, currentClient });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
     closers.push(() => ensurer.close(), () => roots.close());
     execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots });

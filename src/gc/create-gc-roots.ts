@@ -3,7 +3,7 @@
  * clear start-up message saying they are off, and why), the per-process
  * lease holder and the periodic sweep.
  *
- * Composition (the lead's wiring):
+ * How src/main.ts composes it:
  *   const roots = createGcRoots(config, { logger, metrics });
  *   const ensurer = createClosureEnsurer(config, { logger, leases: roots });
  *   // Execute path: const lease = await roots.acquire(paths) before ensure,
@@ -27,7 +27,7 @@ import { ProxyError } from '../errors';
 import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { Code } from '../reapi/grpc-status';
 import type { ExistsProbe } from '../store/local-dir-check';
-import { SpawnNixRunner, type NixRunner } from '../store/nix-command';
+import { configuredNixRunner, type NixRunner } from '../store/nix-command';
 import { Reasons } from '../store/shared-store';
 import type { StoreUrl } from '../store/store-url';
 import { GcRoots } from './gc-roots';
@@ -160,8 +160,7 @@ export function createGcRoots(config: Config, deps: GcRootsDeps): OwnedGcRoots {
     logger,
     metrics,
   });
-  const runner =
-    deps.runner ?? new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
+  const runner = deps.runner ?? configuredNixRunner(config);
   const sweeper = new RootSweeper({
     intervalMs: config.rootSweepIntervalMs,
     now,

@@ -13,7 +13,7 @@ import type { Config } from '../config/config';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
 import type { ExistsProbe } from '../store/local-dir-check';
-import { SpawnNixRunner, type NixRunner } from '../store/nix-command';
+import { configuredNixRunner, type NixRunner } from '../store/nix-command';
 import { Reasons } from '../store/shared-store';
 import { NOT_VALID_GRACE_MS } from './gc-roots-settings';
 import { pruneRoots, type PruneReport } from './prune-roots';
@@ -59,7 +59,7 @@ export async function runPrune(options: PruneOptions, logger: Logger): Promise<P
     );
   }
   const now = options.now ?? Date.now;
-  const runner = options.runner ?? new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
+  const runner = options.runner ?? configuredNixRunner(config);
   const signal = options.signal ?? new AbortController().signal;
   const log = logger.child({ component: 'prune' });
   const report = await pruneRoots(

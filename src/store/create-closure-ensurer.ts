@@ -1,16 +1,21 @@
 /**
- * The one place that turns configuration into the store side's objects.
+ * The one place that turns configuration into the store side's objects,
+ * outermost first:
  *
- *   ValidityCachingEnsurer            (cache.validityTtlMs > 0)
- *    └ VisibilityWaitingEnsurer       (visibleAt set)
- *       └ CheckingEnsurer             findInvalid, then realise
- *          ├ store:    BoundedChecks → RetryingWrites → SerialisedWrites → NixCliSharedStore
- *          └ realiser: SingleFlightRealiser → SourceOrderRealiser(store, NixCliPathSource per substituter)
+ *   MeteredClosureEnsurer                   always
+ *    └ RootingEnsurer                       deps.leases set (src/gc)
+ *       └ ValidityCachingEnsurer            cache.validityTtlMs > 0
+ *          └ VisibilityWaitingEnsurer       visibleAt set
+ *             └ CheckingEnsurer             findInvalid, then realise
+ *                ├ store:    BoundedChecks → RetryingWrites → SerialisedWrites → MeteredSharedStore → NixCliSharedStore
+ *                └ realiser: ClientLimitedRealiser (limits.client* set and deps.currentClient)
+ *                             → MeteredRealiser → SingleFlightRealiser
+ *                             → SourceOrderRealiser(store, NixCliPathSource per substituter)
  *
- * With `deps.leases` (src/gc), a RootingEnsurer wraps all of this: every
- * ensured path gets its GC root before the validity check, so a copy is never
- * unrooted, and a path that is valid already (kept alive by someone else's
- * root) is rooted too. Rooting at copyFrom alone would miss those.
+ * The RootingEnsurer gives every ensured path its GC root before the
+ * validity check, so a copy is never unrooted, and a path that is valid
+ * already (kept alive by someone else's root) is rooted too. Rooting at
+ * copyFrom alone would miss those.
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
@@ -24,7 +29,7 @@ import { ClientLimitedRealiser } from './client-limited-realiser';
 import type { ClosureEnsurer, EnsureReport } from './closure-ensurer';
 import type { ExistsProbe } from './local-dir-check';
 import { NixCliPathSource, NixCliSharedStore } from './nix-cli-store';
-import { SpawnNixRunner, type NixRunner } from './nix-command';
+import { configuredNixRunner, type NixRunner } from './nix-command';
 import { RetryingWrites } from './retrying-writes';
 import { SerialisedWrites } from './serialised-writes';
 import { registeredBytes } from './registered-bytes';
@@ -73,7 +78,7 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
 
   const logger = deps.logger.child({ component: 'nix-store' });
   const metrics = deps.metrics ?? NO_METRICS;
-  const runner = deps.runner ?? new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
+  const runner = deps.runner ?? configuredNixRunner(config);
   const backend = new NixCliSharedStore({
     store: shared,
     runner,

@@ -241,3 +241,12 @@ export async function runOverPaths(
   }
   return outcomes;
 }
+
+/**
+ * The Nix runner the configuration asks for (nixBinDir, limits.nixCommandTimeoutMs).
+ * src/main.ts builds one and hands it to every part that runs Nix; the
+ * factories fall back to this only when used on their own (prune, tests).
+ */
+export function configuredNixRunner(config: { nixBinDir?: string; limits: { nixCommandTimeoutMs: number } }): NixRunner {
+  return new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
+}

@@ -4,8 +4,9 @@
  * so repeat calls skip the Nix process entirely. It never remembers a path as
  * invalid: a missing path must be looked at again on the next call. The cost
  * of the TTL: a path garbage-collected from the shared store is believed
- * valid until its entry expires (GC roots, registered at copy time, prevent
- * that for paths the proxy copied).
+ * valid until its entry expires. GC roots prevent that: the RootingEnsurer
+ * above this cache roots every path of every ensure, cache hits included,
+ * before the check or copy (see create-closure-ensurer.ts).
  */
 import { LRUCache } from 'lru-cache';
 import type { ClosureEnsurer, EnsureReport } from './closure-ensurer';
