@@ -124,20 +124,33 @@ export class NixCliSharedStore implements SharedStore {
       : this.o.trustedPublicKeys.length > 0
         ? ['--option', 'trusted-public-keys', this.o.trustedPublicKeys.join(' ')]
         : [];
-    const fixedArgs = ['copy', '--from', source.url, '--to', this.url, ...sigArgs];
+    // A `.drv` goes in its own invocation with `--derivation` (the file itself); for an output path that flag
+    // would mean "its deriver", so other paths are copied without it.
+    const drvs = paths.filter((p) => p.endsWith('.drv'));
+    const others = paths.filter((p) => !p.endsWith('.drv'));
+    const baseArgs = ['copy', '--from', source.url, '--to', this.url, ...NEVER_BUILD, ...sigArgs];
+    const groups = [
+      { fixedArgs: baseArgs, paths: others },
+      { fixedArgs: [...baseArgs, '--derivation'], paths: drvs },
+    ].filter((g) => g.paths.length > 0);
     const progress = progressLogger(this.o.logger, this.o.progressIntervalMs, {
       store: this.url,
       source: source.url,
       paths: paths.length,
     });
-    let outcomes: NixOutcome[];
+    let outcomes: NixOutcome[] = [];
+    let fixedArgs = baseArgs;
     try {
-      outcomes = await runOverPaths(
-        this.o.runner,
-        { program: 'nix', fixedArgs, onStderrLine: (l) => progress.onLine(l) },
-        paths,
-        signal,
-      );
+      for (const g of groups) {
+        fixedArgs = g.fixedArgs;
+        outcomes = await runOverPaths(
+          this.o.runner,
+          { program: 'nix', fixedArgs, onStderrLine: (l) => progress.onLine(l) },
+          g.paths,
+          signal,
+        );
+        if (failed(outcomes)) break;
+      }
     } finally {
       progress.stop();
     }
@@ -162,6 +175,15 @@ export class NixCliSharedStore implements SharedStore {
     }
   }
 }
+
+/**
+ * A copy must never build. Given a `.drv` path, `nix copy` builds the derivation and copies its outputs (a
+ * fixed-output one downloads from whatever URL it names), so a client naming a `.drv` would run a builder
+ * on this host. A `.drv` is therefore copied with `--derivation` (the file itself; its closure is files:
+ * sources and other `.drv`s), and `--max-jobs 0` with no remote builders refuses any build that would still
+ * be attempted; that refusal is a failure of the path, not retried.
+ */
+export const NEVER_BUILD: readonly string[] = ['--max-jobs', '0', '--builders', ''];
 
 export interface NixCliPathSourceOptions {
   store: StoreUrl;

@@ -44,6 +44,8 @@ const PATH_PROBLEMS = [
   /does not exist in binary cache/,
   /is not a valid store path/,
   /NAR .* is corrupt|bad archive|input doesn't look like a Nix archive/,
+  // A copy that would have to build (see NEVER_BUILD): nothing a retry can change.
+  /unable to start any build/,
 ];
 const DESTINATION_PROBLEMS = [/No space left on device/, /Read-only file system/, /database disk image is malformed/];
 const CONNECTION_RE =

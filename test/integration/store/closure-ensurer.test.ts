@@ -4,7 +4,8 @@
  * test. Paths are built fresh (salted) once for the whole file.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, unlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ import {
   makeBinaryCache,
   makeChrootStore,
   nixAvailable,
+  run,
   validIn,
 } from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
@@ -105,6 +107,29 @@ describe.skipIf(!HAVE_NIX)('closure ensurer on real Nix', () => {
     for (const r of reports) expect(r.missing.length === 0 || r.realised[0] === P.cc).toBe(true);
     expect(reports.some((r) => r.realised.length === 1 && r.joined === 0)).toBe(true);
     expect((await validIn(shared, [P.libc!, P.binutils!, P.cc!])).size).toBe(3);
+  });
+
+  it('a referenced .drv is copied as a file, never built: its builder never runs, its outputs stay absent', async () => {
+    const shared = await freshStore();
+    const marker = join(dir, `drv-builder-ran-${n}`);
+    const expr = join(dir, `marker-${n}.nix`);
+    // A builder that would leave a marker file on this host if Nix ever ran it.
+    await writeFile(
+      expr,
+      `derivation { name = "marker-${Date.now()}-${n}"; system = builtins.currentSystem; builder = "/bin/sh"; ` +
+        `args = [ "-c" "/bin/touch ${marker}; /bin/echo built > $out" ]; }`,
+    );
+    const drv = (await run('nix-instantiate', [expr])).trim();
+    expect(drv).toMatch(/^\/nix\/store\/[0-9a-z]{32}-marker-.*\.drv$/);
+    const output = (await run('nix-store', ['--query', '--outputs', drv])).trim();
+    const { ensurer, runner } = setup({ sharedStore: shared });
+    const report = await ensurer.ensure([drv], signal());
+    expect(report).toMatchObject({ missing: [drv], realised: [drv] });
+    expect(existsSync(marker)).toBe(false);
+    expect(await validIn(shared, [drv, output])).toEqual(new Set([drv]));
+    expect(await validIn('/', [output])).toEqual(new Set());
+    for (const c of runner.copies()) expect(c.args).toEqual(expect.arrayContaining(['--derivation', '--max-jobs', '0']));
+    expect(runner.copies().length).toBeGreaterThan(0);
   });
 
   it('a path that exists nowhere gives FAILED_PRECONDITION naming it; the other paths are still realised', async () => {

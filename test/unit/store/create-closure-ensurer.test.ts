@@ -74,7 +74,7 @@ describe('createClosureEnsurer (fake Nix)', () => {
     // 'local' was asked first and had nothing; only one copy, from the cache.
     expect(nix.checks('local')).toHaveLength(1);
     expect(nix.copies()).toHaveLength(1);
-    expect(nix.copies()[0]!.args).toEqual(['copy', '--from', CACHE, '--to', SHARED, '--no-check-sigs', t.cc]);
+    expect(nix.copies()[0]!.args).toEqual(['copy', '--from', CACHE, '--to', SHARED, '--max-jobs', '0', '--builders', '', '--no-check-sigs', t.cc]);
   });
 
   it('50 concurrent ensures of one missing closure make exactly one copy', async () => {
@@ -268,7 +268,7 @@ describe('createClosureEnsurer (fake Nix)', () => {
     const { nix, ensurer } = setup({ requireSigs: true, trustedPublicKeys: ['cache-1:AAAA', 'cache-2:BBBB='] });
     const t = toolchain(nix, 'local');
     await ensurer.ensure([t.cc], signal());
-    expect(nix.copies()[0]!.args).toEqual(['copy', '--from', 'local', '--to', SHARED, '--option', 'trusted-public-keys', 'cache-1:AAAA cache-2:BBBB=', t.cc]);
+    expect(nix.copies()[0]!.args).toEqual(['copy', '--from', 'local', '--to', SHARED, '--max-jobs', '0', '--builders', '', '--option', 'trusted-public-keys', 'cache-1:AAAA cache-2:BBBB=', t.cc]);
   });
 });
 
