@@ -151,22 +151,19 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       );
     }, Math.max(1000, config.progressIntervalMs));
     progress.unref();
-    const timer = setTimeout(
-      () =>
-        controller.abort(
-          new ProxyError(
-            Code.DEADLINE_EXCEEDED,
-            'PREPARE_TIMEOUT',
-            `preparing the action (reading its inputs, making its Nix store paths valid on the shared store) took longer than ${timeoutMs} ms (limits.prepareTimeoutMs); ` +
-              "see the proxy's log for the slow step, then retry or raise the limit",
-          ),
-        ),
-      timeoutMs,
-    );
+    const deadline = started + timeoutMs;
+    const timedOut = (): ProxyError =>
+      new ProxyError(
+        Code.DEADLINE_EXCEEDED,
+        'PREPARE_TIMEOUT',
+        `preparing the action (reading its inputs, making its Nix store paths valid on the shared store) took longer than ${timeoutMs} ms (limits.prepareTimeoutMs); ` +
+          "see the proxy's log for the slow step, then retry or raise the limit",
+      );
+    const timer = setTimeout(() => controller.abort(timedOut()), timeoutMs);
     timer.unref();
     try {
       await prepareAction(
-        { ...parsed, metadata: call.metadata, signal: controller.signal, deadline: Date.now() + timeoutMs },
+        { ...parsed, metadata: call.metadata, signal: controller.signal, deadline },
         prepareDeps,
         report,
       );
@@ -175,7 +172,10 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       if (entry.state === 'preparing') entry.setState('ready');
       return 'ready';
     } catch (err) {
-      const error = toProxyError(err, 'preparing the action');
+      const raised = toProxyError(err, 'preparing the action');
+      // A CAS read given this deadline may give up a moment before the timer fires: past the deadline, any
+      // DEADLINE_EXCEEDED is the preparation's own time running out.
+      const error = raised.code === Code.DEADLINE_EXCEEDED && Date.now() >= deadline ? timedOut() : raised;
       if (error.code === Code.INTERNAL) logger.error({ err, operation: entry.name }, 'internal error while preparing an action');
       report.error = error;
       if (report.failedStep === 'ensure' && error.code === Code.FAILED_PRECONDITION) {
