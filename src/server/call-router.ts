@@ -12,6 +12,9 @@ import { HEALTH_CHECK, HEALTH_WATCH, type HealthService } from './health-service
 import { Http2ServerCall } from './http2-server-call';
 import type { CallStatus, Metadata, ServerCall } from './server-call';
 
+
+/** Characters a gRPC method path never has; see route(). */
+const NOT_PLAIN_PATH = /[?#%]/;
 export const EXECUTE = '/build.bazel.remote.execution.v2.Execution/Execute';
 export const WAIT_EXECUTION = '/build.bazel.remote.execution.v2.Execution/WaitExecution';
 export const GET_CAPABILITIES = '/build.bazel.remote.execution.v2.Capabilities/GetCapabilities';
@@ -66,6 +69,15 @@ export class CallRouter {
 
     if (headers[':method'] !== 'POST' || !String(headers['content-type'] ?? '').startsWith('application/grpc')) {
       endWithStatus(stream, { code: Code.UNIMPLEMENTED, message: `not a gRPC call: ${headers[':method']} ${path}` });
+      return done(Code.UNIMPLEMENTED);
+    }
+    if (NOT_PLAIN_PATH.test(path)) {
+      // A query, fragment or escape would let `/…Execution/Execute?x` skip Execute preparation here while an
+      // upstream that normalises it runs the action: such a path is no gRPC method name and is never forwarded.
+      endWithStatus(stream, {
+        code: Code.UNIMPLEMENTED,
+        message: `not a gRPC method path: ${JSON.stringify(path.slice(0, 200))} (a method path is /package.Service/Method, without '?', '#' or '%')`,
+      });
       return done(Code.UNIMPLEMENTED);
     }
     const client = this.deps.admission?.admit(stream, path, metadata, peer);

@@ -54,7 +54,8 @@ export class ProxyServer {
       this.track(session);
       // The peer is read once per connection: session.socket is a guarded proxy, costly to touch on every call.
       const socket = session.socket;
-      const peer = socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown';
+      // An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d: one client, one name, whichever form.
+      const peer = socket ? `${(socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')}:${socket.remotePort}` : 'unknown';
       session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
         router.route(stream, headers, rawHeaders, peer);
       });

@@ -108,6 +108,24 @@ describe('malformed request bodies, to every method', () => {
   });
 });
 
+describe('method paths that are not plain', () => {
+  // Execute and WaitExecution are prepared by the proxy; a variant of their path must not slip past that
+  // preparation to an upstream that might normalise it and run the action unprepared.
+  it.each([
+    `${PATHS.Execute}?x=1`,
+    `${PATHS.Execute}#frag`,
+    PATHS.Execute.replace('Execute', '%45xecute'),
+    `${PATHS.WaitExecution}?`,
+    `${PATHS.FindMissingBlobs}?cache=no`,
+  ])('%s: UNIMPLEMENTED naming it, never forwarded', async (path) => {
+    const before = fake.calls().length;
+    const outcome = await rawCall(session, { path, body: [frame(Buffer.alloc(0))] });
+    expect(outcome.grpcStatus, outcome.grpcMessage).toBe(Code.UNIMPLEMENTED);
+    expect(outcome.grpcMessage).toContain('not a gRPC method path');
+    expect(fake.calls().length).toBe(before);
+  });
+});
+
 describe('malformed headers', () => {
   const body = () => [frame(encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }))];
   const CASES: Array<[string, RawRequestHeaders]> = [
