@@ -8,7 +8,8 @@
  * Other options: --only 1,2,6 (scenario numbers), --out FILE (JSON report),
  * --no-front (skip the front+proxy mode, which runs when haproxy is installed),
  * --cpu-prof (write the proxy's CPU profile to .bench-out/profiles/),
- * --proxy-cli PATH (benchmark another build of the proxy).
+ * --proxy-cli PATH (benchmark another build of the proxy), --no-docs (do not
+ * write docs/bench/scenario-N.md; --tiny and --out never write them).
  *
  * The memory upstream, the proxy and every load-generator run are separate
  * processes on 127.0.0.1; all of them are stopped by PID at the end, also on
@@ -16,9 +17,11 @@
  * and writes the same figures as JSON.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { killAllNow, runJson, startServer, stopAll, stopProcess, type ServerProcess } from './harness/child-processes';
 import { gitCommit, machineInfo, markdownTable, type BenchReport } from './harness/bench-report';
+import { writeDocsReport } from './harness/docs-report';
 import { LOAD_GENERATOR, type Endpoints } from './harness/compare-runs';
 import { ExecuteLog } from './harness/execute-log';
 import { buildNixFixtures, coldExecute, singleFlight, warmExecute, type NixScenarioContext } from './harness/execute-scenarios';
@@ -43,6 +46,8 @@ interface Options {
   proxyCli: string;
   /** Run the front+proxy mode (HAProxy with deploy/front/haproxy.cfg) when haproxy is installed. */
   front: boolean;
+  /** Write docs/bench/scenario-N.md (not for --tiny, --out or --no-docs). */
+  docs: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -51,6 +56,7 @@ function parseArgs(argv: string[]): Options {
   let out: string | undefined;
   let cpuProf = false;
   let front = true;
+  let docs = true;
   let proxyCli = path.join(REPO, 'dist', 'src', 'cli.js');
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -65,11 +71,12 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--out') out = path.resolve(value());
     else if (a === '--cpu-prof') cpuProf = true;
     else if (a === '--no-front') front = false;
+    else if (a === '--no-docs') docs = false;
     else if (a === '--proxy-cli') proxyCli = path.resolve(value());
     else throw new Error(`unknown option ${a}; see the comment at the top of bench/run-bench.ts`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli, front };
+  return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli, front, docs: docs && name !== 'tiny' && out === undefined };
 }
 
 /** Long-running processes started, for the report (load generators come and go). */
@@ -118,6 +125,7 @@ async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   const wants = (n: number): boolean => !opts.only || opts.only.has(n);
   const startedIso = new Date().toISOString();
+  const loadAtStart = os.loadavg();
   const scenarios: ScenarioReport[] = [];
   const skipped: BenchReport['skipped'] = [];
   progress(`profile ${opts.profile.name}; starting the memory upstream and the proxy (${path.relative(REPO, opts.proxyCli)})`);
@@ -171,6 +179,10 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${markdownTable(scenarios)}\n\n${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}; commit ${report.gitCommit ?? 'unknown'}\n`);
   for (const s of skipped) process.stdout.write(`scenario ${s.scenario} skipped: ${s.reason}\n`);
   process.stdout.write(`JSON report: ${path.relative(process.cwd(), opts.out)}\n`);
+  if (opts.docs) {
+    const files = writeDocsReport(REPO, report, { atStart: loadAtStart, atEnd: os.loadavg() });
+    process.stdout.write(`Docs: ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}\n`);
+  }
   return 0;
 }
 

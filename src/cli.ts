@@ -53,8 +53,21 @@ async function prune(config: Config, args: PruneArgs): Promise<number> {
   }
 }
 
+/**
+ * JSON lines on stdout, written without blocking the event loop (lines queued
+ * while a write is in flight go out together); whatever is queued is flushed
+ * when the process exits.
+ */
 function makeLogger(level: string): Logger {
-  return pino({ level, base: { service: 'nix-reapi-proxy' } });
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 0 });
+  process.once('exit', () => {
+    try {
+      destination.flushSync();
+    } catch {
+      // stdout already closed: nothing more can be written
+    }
+  });
+  return pino({ level, base: { service: 'nix-reapi-proxy' } }, destination);
 }
 
 async function serve(loaded: LoadedConfig): Promise<number> {

@@ -144,13 +144,22 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   ): Promise<PrepareEnd> {
     const timeoutMs = config.limits.prepareTimeoutMs;
     const started = Date.now();
-    const progress = setInterval(() => {
-      logger.info(
-        { operation: entry.name, action: digestKey(entry.actionDigest), step: report.step, elapsedMs: Date.now() - started, following: entry.attachedCalls },
-        'still preparing an action',
-      );
-    }, Math.max(1000, config.progressIntervalMs));
-    progress.unref();
+    let progress: NodeJS.Timeout | undefined;
+    let settled = false;
+    // A warm action (memoised references, paths known valid) prepares without any I/O, so it is
+    // ready before the next turn of the event loop: no QUEUED Operation, no progress timer.
+    // Anything still preparing then is waiting for I/O: tell the client and log progress.
+    setImmediate(() => {
+      if (settled || entry.state !== 'preparing') return;
+      entry.markWaiting();
+      progress = setInterval(() => {
+        logger.info(
+          { operation: entry.name, action: digestKey(entry.actionDigest), step: report.step, elapsedMs: Date.now() - started, following: entry.attachedCalls },
+          'still preparing an action',
+        );
+      }, Math.max(1000, config.progressIntervalMs));
+      progress.unref();
+    });
     const deadline = started + timeoutMs;
     const timedOut = (): ProxyError =>
       new ProxyError(
@@ -188,8 +197,9 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       registry.delete(entry);
       return 'failed';
     } finally {
+      settled = true;
       clearTimeout(timer);
-      clearInterval(progress);
+      if (progress !== undefined) clearInterval(progress);
     }
   }
 

@@ -40,6 +40,13 @@ export class ExecutionEntry {
   error: ProxyError | undefined;
   /** True while one attached call relays the Execute upstream. */
   forwardingActive = false;
+  /**
+   * Set once preparation has to wait for something (a CAS read, a Nix
+   * process, a realisation): only then do calls send the QUEUED Operation. A
+   * warm action (everything known) goes upstream without one, and the client
+   * sees the upstream's Operations only.
+   */
+  waiting = false;
 
   private attached = 0;
   private graceTimer: NodeJS.Timeout | undefined;
@@ -89,6 +96,13 @@ export class ExecutionEntry {
     this.notify();
   }
 
+  /** Preparation waits for I/O: attached calls send the QUEUED Operation now. */
+  markWaiting(): void {
+    if (this.waiting) return;
+    this.waiting = true;
+    this.notify();
+  }
+
   /** Sees each upstream Operation as it is relayed (bytes unchanged): learns its name and the final one. */
   observeUpstream(message: Buffer): void {
     const head = operationHead(message);
@@ -107,19 +121,19 @@ export class ExecutionEntry {
     if (changed) this.notify();
   }
 
-  /** Resolves on the next change, after `tickMs`, or when `signal` aborts, whichever comes first. */
+  /** Resolves on the next change, after `tickMs` (never when it is Infinity), or when `signal` aborts, whichever comes first. */
   waitForChange(signal: AbortSignal, tickMs: number): Promise<WaitResult> {
     if (signal.aborted) return Promise.resolve('aborted');
     return new Promise<WaitResult>((resolve) => {
       const done = (result: WaitResult): void => {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
         this.listeners.delete(onChange);
         signal.removeEventListener('abort', onAbort);
         resolve(result);
       };
       const onChange = (): void => done('changed');
       const onAbort = (): void => done('aborted');
-      const timer = setTimeout(() => done('tick'), tickMs);
+      const timer = Number.isFinite(tickMs) ? setTimeout(() => done('tick'), tickMs) : undefined;
       this.listeners.add(onChange);
       signal.addEventListener('abort', onAbort, { once: true });
     });

@@ -25,8 +25,10 @@ export interface FollowOutcome {
 
 /**
  * Serves one call (the Execute that created `entry`, or a WaitExecution on its
- * name) from the entry's state until the call ends: our QUEUED Operation at
- * once and then every `progressIntervalMs` while preparing; the final
+ * name) from the entry's state until the call ends: our QUEUED Operation as
+ * soon as preparation has to wait (entry.waiting; a warm action never does,
+ * and goes upstream without one) and then every `progressIntervalMs` while
+ * preparing; the final
  * Operation when one is known; the upstream's stream once the entry is
  * forwarded (this call relays the original Execute if nobody else does, or a
  * WaitExecution on the upstream's name if the upstream already named it).
@@ -62,6 +64,11 @@ export async function followExecution(
       }
       // Preparing, or another call is forwarding and the upstream has not named its Operation yet.
       if (!sentQueued) {
+        if (entry.state === 'preparing' && !entry.waiting) {
+          // Nothing to tell the client yet: preparation may finish without waiting for anything.
+          await entry.waitForChange(call.signal, Infinity);
+          continue;
+        }
         sentQueued = true;
         await send(call, entry.queued);
         continue;

@@ -169,19 +169,27 @@ describe('Execute', () => {
     expect(digestsRead()).toBe(2);
   });
 
-  it('reads nothing from the CAS for an action it has prepared before, and ensures its paths again', async () => {
+  it('reads nothing from the CAS for an action it has prepared before, ensures its paths again, and sends no QUEUED Operation of its own', async () => {
     const { service, ensurer, upstream } = setup();
     ensurer.auto = {};
     const { request, expected } = putAction('again');
+    const seen: string[][] = [];
     for (let i = 0; i < 2; i++) {
       const call = new FakeServerCall(EXECUTE_PATH, request);
       const done = service.execute(call);
       (await upstream.nth(i)).release({ messages: [upstreamOperation('up', true)] });
       await done;
+      seen.push(call.operations().map((o) => o.name));
       if (i === 0) fake.clearCalls();
     }
     expect(digestsRead()).toBe(0);
     expect([...ensurer.calls[ensurer.calls.length - 1]!.paths].sort()).toEqual(expected);
+    // The first Execute waited for CAS reads: our QUEUED Operation (repeated while it waited), then the upstream's.
+    // The warm one waited for nothing: the client sees the upstream's Operation only.
+    expect(seen[0]!.slice(0, -1).length).toBeGreaterThan(0);
+    expect(seen[0]!.slice(0, -1).every(isOurOperationName)).toBe(true);
+    expect(seen[0]!.at(-1)).toBe('up');
+    expect(seen[1]).toEqual(['up']);
   });
 
   it('reads the CAS with ByteStream.Read when the upstream has no BatchReadBlobs', async () => {

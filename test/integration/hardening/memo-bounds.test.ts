@@ -75,7 +75,7 @@ describe('memos bounded in bytes', () => {
     const plain = fake.putBlob(actionBlob(fake.putBlob(commandBlob(['/bin/true', 'after-flood'])), emptyDirectory(fake)));
     expect((await execute(client, executeRequest(plain))).code).toBe(Code.OK);
     expect(fake.calls(PATHS.Execute).length).toBe(before + 1);
-  });
+  }, 300_000);
 });
 
 describe('memos keyed by instance name', () => {
