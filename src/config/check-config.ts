@@ -21,6 +21,9 @@ export function crossCheckConfig(config: Config, sources: Sources): string[] {
   needsPartner('tls.cert', 'tls.key', 'serving TLS needs the certificate and its private key');
   needsPartner('tls.key', 'tls.cert', 'serving TLS needs the certificate and its private key');
   needsPartner('tls.clientCa', 'tls.cert', 'client certificates (mTLS) can only be checked on a TLS listener');
+  needsPartner('cacheTls.cert', 'cacheTls.key', 'serving TLS needs the certificate and its private key');
+  needsPartner('cacheTls.key', 'cacheTls.cert', 'serving TLS needs the certificate and its private key');
+  needsPartner('cacheListen', 'sharedStore', 'pushed paths are imported into the shared store');
   needsPartner('upstreamTls.cert', 'upstreamTls.key', 'a client certificate is useless without its private key');
   needsPartner('upstreamTls.key', 'upstreamTls.cert', 'a private key is useless without its certificate');
 

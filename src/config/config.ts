@@ -59,6 +59,33 @@ export interface Config {
   /** File of accepted bearer tokens (TOKEN or NAME:TOKEN per line); when set, every call needs one. Re-read on change and on SIGHUP. */
   authTokensFile?: string;
 
+  /**
+   * The Nix binary cache the proxy serves (src/cache): clients push locally built paths with
+   * `nix copy --to http(s)://...`, and may read the shared store through it. Off unless cacheListen is set.
+   */
+  cacheListen?: HostPort;
+  /** The cache's URL as clients reach it (through a load balancer, TLS front...); used in error messages. */
+  cachePublicUrl?: string;
+  /** TLS of the cache listener; unset = the gRPC listener's tls.cert and tls.key. */
+  cacheTls: {
+    cert?: string;
+    key?: string;
+  };
+  /** Where uploads are staged before Nix imports them; emptied at start. Default: <tmpdir>/nix-reapi-proxy-staging-<port>. */
+  cacheStagingDir?: string;
+  /** Disk the staging directory may use; uploads beyond it are refused 507. */
+  cacheStagingBudgetBytes: number;
+  /** Largest NAR file one upload may be. */
+  cacheMaxNarBytes: number;
+  /** An upload that sends nothing for this long is abandoned and its staged bytes removed. */
+  cacheUploadIdleTimeoutMs: number;
+  /** Staged NARs no narinfo has claimed for this long are removed. */
+  cacheStagingTtlMs: number;
+  /** Priority in /nix-cache-info (lower is preferred by Nix clients). */
+  cachePriority: number;
+  /** Client-certificate subjects (CN) allowed to push: NAME, or NAME=push-unsigned to push without signatures. */
+  cachePushSubjects: string[];
+
   /** Nix store the executors see (chroot path, local, daemon, unix://, ssh-ng://host, ssh://host). Unset = pure pass-through. */
   sharedStore?: StoreUrl;
   /** Where missing paths are realised from, in order: local, daemon, file://, http(s)://, ssh(-ng)://, s3:// stores. */
@@ -111,6 +138,8 @@ export interface Config {
     clientConcurrentRealisations?: number;
     /** Bytes of store paths realised for one client per sliding hour; unset = no limit. */
     clientRealisedBytesPerHour?: number;
+    /** Bytes one client may upload to the binary cache per sliding hour (reserved when an upload starts); unset = no limit. */
+    clientPushedBytesPerHour?: number;
   };
   /** In-memory caches. */
   cache: {
@@ -146,6 +175,13 @@ export const DEFAULTS: Config = {
   keepalive: { timeMs: 30_000, timeoutMs: 10_000 },
   shutdownGraceMs: 30_000,
   logLevel: 'info',
+  cacheTls: {},
+  cacheStagingBudgetBytes: 16 * 1024 ** 3,
+  cacheMaxNarBytes: 8 * 1024 ** 3,
+  cacheUploadIdleTimeoutMs: 60_000,
+  cacheStagingTtlMs: 10 * 60_000,
+  cachePriority: 40,
+  cachePushSubjects: [],
   substituters: [],
   trustedPublicKeys: [],
   requireSigs: true,

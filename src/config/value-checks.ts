@@ -78,6 +78,29 @@ export function checkTrustedPublicKey(key: string): string | undefined {
     : 'is not NAME:BASE64KEY (as printed by nix-store --generate-binary-cache-key, e.g. cache.nixos.org-1:6NCH...)';
 }
 
+/** http(s)://host[:port][/path] without credentials, query or fragment: what clients put in `nix copy --to`. */
+export function checkCachePublicUrl(text: string): string | undefined {
+  const usage = 'is not http(s)://HOST[:PORT][/PATH] (e.g. https://nix-proxy.example.com:8990)';
+  if (CONTROL_OR_SPACE_RE.test(text) || /['"\\`$]/.test(text)) return `${usage}: no spaces, quotes or control characters`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return usage;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return usage;
+  if (url.username || url.password) return `${usage}: credentials go in the client's netrc file, not the URL`;
+  if (url.search || url.hash || text.includes('?') || text.includes('#')) return `${usage}: no query or fragment`;
+  return undefined;
+}
+
+/** A client-certificate subject allowed to push: NAME or NAME=push-unsigned. */
+export function checkPushSubject(text: string): string | undefined {
+  return /^[^=\s\u0000-\u001f\u007f]{1,256}(=push|=push-unsigned)?$/.test(text)
+    ? undefined
+    : 'is not SUBJECT or SUBJECT=push-unsigned (the certificate CN, no spaces or "=")';
+}
+
 /** An absolute, normalised path without control characters. */
 export function checkAbsolutePath(text: string): string | undefined {
   if (!text.startsWith('/')) return 'is not an absolute path';
