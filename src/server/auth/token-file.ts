@@ -2,18 +2,37 @@ import { createHash } from 'node:crypto';
 
 /**
  * The bearer-token file (authTokensFile): one token per line, optionally
- * prefixed with the client's name (`ci-bot:4f9c...`). Blank lines and lines
+ * prefixed with the client's name (`ci-bot:4f9c...`) and optionally followed,
+ * after a space, by the token's rights on the binary cache
+ * (`dev-alice:4f9c... push`, `ci-bot:77aa... push,push-unsigned`): `push`
+ * may upload signed paths, `push-unsigned` also unsigned ones. Every token
+ * may call the gRPC services and read the cache. Blank lines and lines
  * starting with '#' are ignored. A token without a name is known by a short
  * hash of it (`token-1a2b3c4d`), never by the token itself, so logs and
  * messages can name clients safely. Only SHA-256 digests of tokens are kept.
  * Pure.
  */
 
+/** What a credential may do on the binary cache beyond reading it. */
+export type PushRight = 'none' | 'push' | 'push-unsigned';
+
 export interface TokenEntry {
   /** The client identity: the line's name, or token-<8 hex of its digest>. */
   name: string;
   /** SHA-256 of the token, hex. */
   digest: string;
+  push: PushRight;
+}
+
+const RIGHTS = new Set(['push', 'push-unsigned']);
+
+/** `push,push-unsigned` -> the strongest right named; a problem for unknown words. */
+export function parseRights(text: string): PushRight | { problem: string } {
+  const words = text.split(',');
+  const unknown = words.find((w) => !RIGHTS.has(w));
+  // The word is not quoted: on a mistyped line it may be the token itself.
+  if (unknown !== undefined) return { problem: 'what follows the space is not a list of rights (known: push, push-unsigned)' };
+  return words.includes('push-unsigned') ? 'push-unsigned' : 'push';
 }
 
 export interface ParsedTokens {
@@ -37,8 +56,22 @@ export function parseTokenFile(text: string): ParsedTokens {
   const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((raw, i) => {
     const lineNo = i + 1;
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    const [line, rightsText, ...extra] = trimmed.split(/[ \t]+/) as [string, ...string[]];
+    if (extra.length > 0) {
+      problems.push(`line ${lineNo}: expected TOKEN or NAME:TOKEN, then optionally one space and RIGHTS (push or push,push-unsigned)`);
+      return;
+    }
+    let push: PushRight = 'none';
+    if (rightsText !== undefined) {
+      const rights = parseRights(rightsText);
+      if (typeof rights !== 'string') {
+        problems.push(`line ${lineNo}: expected TOKEN or NAME:TOKEN, then optionally a space and rights; ${rights.problem}`);
+        return;
+      }
+      push = rights;
+    }
     let name: string | undefined;
     let token: string;
     const named = NAMED.exec(line);
@@ -48,7 +81,7 @@ export function parseTokenFile(text: string): ParsedTokens {
     } else if (BARE.test(line)) {
       token = line;
     } else {
-      problems.push(`line ${lineNo}: expected TOKEN or NAME:TOKEN without spaces`);
+      problems.push(`line ${lineNo}: expected TOKEN or NAME:TOKEN`);
       return;
     }
     if (token.length < MIN_TOKEN_LENGTH) {
@@ -62,7 +95,7 @@ export function parseTokenFile(text: string): ParsedTokens {
       return;
     }
     seen.set(digest, lineNo);
-    entries.push({ name: name ?? `token-${digest.slice(0, 8)}`, digest });
+    entries.push({ name: name ?? `token-${digest.slice(0, 8)}`, digest, push });
   });
   return { entries, problems };
 }

@@ -1,6 +1,6 @@
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Logger } from 'pino';
-import { parseTokenFile, tokenDigest } from './token-file';
+import { parseTokenFile, tokenDigest, type TokenEntry } from './token-file';
 
 /**
  * The accepted bearer tokens, read from authTokensFile at start (a bad file
@@ -10,7 +10,7 @@ import { parseTokenFile, tokenDigest } from './token-file';
  * unreadable, empty or bad file keeps the tokens in force and logs why.
  */
 export class TokenStore {
-  private byDigest = new Map<string, string>();
+  private byDigest = new Map<string, TokenEntry>();
   private watching = false;
 
   constructor(
@@ -24,6 +24,11 @@ export class TokenStore {
 
   /** The client name for `token`, or undefined when it is not accepted. */
   lookup(token: string): string | undefined {
+    return this.byDigest.get(tokenDigest(token))?.name;
+  }
+
+  /** The whole entry (name and rights) for `token`, or undefined when it is not accepted. */
+  entry(token: string): TokenEntry | undefined {
     return this.byDigest.get(tokenDigest(token));
   }
 
@@ -65,7 +70,7 @@ export class TokenStore {
     const parsed = parseTokenFile(text);
     if (parsed.problems.length > 0) return parsed.problems.slice(0, 5).join('; ');
     if (parsed.entries.length === 0) return 'holds no tokens (every client would be refused)';
-    this.byDigest = new Map(parsed.entries.map((e) => [e.digest, e.name]));
+    this.byDigest = new Map(parsed.entries.map((e) => [e.digest, e]));
     return undefined;
   }
 }
