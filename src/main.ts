@@ -18,6 +18,7 @@ import { currentClient } from './server/auth/client-scope';
 import { TokenStore } from './server/auth/token-store';
 import { HealthService } from './server/health-service';
 import { ProxyServer } from './server/proxy-server';
+import { startBinaryCache, type RunningBinaryCache } from './cache/create-binary-cache';
 import { createGcRoots } from './gc/create-gc-roots';
 import { createClosureEnsurer } from './store/create-closure-ensurer';
 import { configuredNixRunner, type NixRunner } from './store/nix-command';
@@ -38,6 +39,8 @@ export interface RunningProxy {
   address: AddressInfo;
   /** host:port clients connect to. */
   endpoint: string;
+  /** host:port of the binary cache listener, when cacheListen is set. */
+  cacheEndpoint?: string;
   /** host:port of the Prometheus /metrics listener, when metricsListen is set. */
   metricsEndpoint?: string;
   /** Where components report counts (a no-op unless metricsListen is set). */
@@ -90,6 +93,8 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   const closers: Array<() => void | Promise<void>> = [];
 
   let execute: ExecuteService | undefined;
+  let startCache: (() => Promise<RunningBinaryCache>) | undefined;
+  let cache: RunningBinaryCache | undefined;
   if (config.sharedStore) {
     // The CAS reader asks for responses up to the proxy's own message limit (and at least gRPC's usual 4 MiB).
     const maxResponseBytes = Math.max(config.maxMessageBytes, 4 * 1024 * 1024);
@@ -107,7 +112,11 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const ensurer = createClosureEnsurer(config, { logger, runner, metrics, leases: roots, currentClient });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
     closers.push(() => ensurer.close(), () => roots.close());
-    execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots });
+    execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots, pushUrl: () => cache?.publicUrl });
+    if (config.cacheListen) {
+      const rootsDir = roots.location.on ? roots.location.dir : undefined;
+      startCache = () => startBinaryCache(config, { logger, runner, store: ensurer.store, leases: roots, rootsDir, tokens });
+    }
   }
 
   const health = new HealthService(SERVED_SERVICES);
@@ -138,8 +147,10 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     if (prometheus && config.metricsListen) {
       metricsServer = await startMetricsServer(splitHostPort(config.metricsListen), () => prometheus.exposition(), logger);
     }
+    cache = await startCache?.();
     address = await server.listen();
   } catch (err) {
+    await cache?.close();
     await metricsServer?.close();
     pool.close();
     for (const close of closers) await close();
@@ -147,7 +158,7 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   }
   const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info(
-    { listen: endpoint, upstream: target.url, sharedStore: config.sharedStore?.url ?? null, metrics: metricsServer?.endpoint },
+    { listen: endpoint, upstream: target.url, sharedStore: config.sharedStore?.url ?? null, metrics: metricsServer?.endpoint, cache: cache?.endpoint },
     'listening',
   );
   return {
@@ -155,12 +166,14 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     endpoint,
     metrics,
     ...(metricsServer ? { metricsEndpoint: metricsServer.endpoint } : {}),
+    ...(cache ? { cacheEndpoint: cache.endpoint } : {}),
     reload() {
       tokens?.reload('reload requested (SIGHUP)');
     },
     async close(graceMs = config.shutdownGraceMs) {
       health.setNotServing();
       await server.close(graceMs);
+      await cache?.close();
       pool.close();
       for (const close of closers) await close();
       // Last, so a scrape during the drain still sees the final counts.

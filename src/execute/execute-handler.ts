@@ -31,6 +31,8 @@ export interface ExecuteServiceDeps {
   metrics?: Metrics;
   /** GC-root leases: an action's store paths are held from preparation until its forwarded call ends. */
   leases?: PathLeases;
+  /** The binary cache URL clients push to (cachePublicUrl), named in the fix of a missing-path error; unset = no cache. */
+  pushUrl?: () => string | undefined;
   tuning?: {
     registry?: RegistryBounds;
     /** How long a preparation goes on with no call following it (default: 30 s, at least 2 progress intervals). */
@@ -188,7 +190,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       if (error.code === Code.INTERNAL) logger.error({ err, operation: entry.name }, 'internal error while preparing an action');
       report.error = error;
       if (report.failedStep === 'ensure' && error.code === Code.FAILED_PRECONDITION) {
-        const status = missingPathsStatus(error, report.references);
+        const status = missingPathsStatus(error, report.references, deps.pushUrl?.());
         entry.setState('finished', { finalOperation: finishedOperation(entry.name, entry.actionDigest, status) });
         registry.touch(entry);
         return 'missing-paths';

@@ -66,6 +66,8 @@ export interface ClosureEnsurerDeps {
 /** A ClosureEnsurer that owns background work: `close()` stops running realisations (at shutdown). */
 export interface OwnedClosureEnsurer extends ClosureEnsurer {
   close(): void;
+  /** The shared store with its write decorators (bounded checks, retries, one write at a time): the binary cache imports through it. */
+  readonly store: SharedStore;
 }
 
 export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): OwnedClosureEnsurer {
@@ -143,5 +145,6 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   return {
     ensure: (paths: readonly string[], signal: AbortSignal): Promise<EnsureReport> => outer.ensure(paths, signal),
     close: () => lifetime.abort(),
+    store,
   };
 }

@@ -119,7 +119,7 @@ export class NixCliSharedStore implements SharedStore {
     if (paths.length === 0) return;
     assertStorePaths(paths);
     await checkLocalDir(this.o.store, 'shared store', Reasons.SHARED_STORE_UNAVAILABLE, this.exists);
-    const sigArgs = !this.o.requireSigs
+    const sigArgs = !this.o.requireSigs || source.copyMode?.signaturesChecked
       ? ['--no-check-sigs']
       : this.o.trustedPublicKeys.length > 0
         ? ['--option', 'trusted-public-keys', this.o.trustedPublicKeys.join(' ')]
@@ -128,7 +128,8 @@ export class NixCliSharedStore implements SharedStore {
     // would mean "its deriver", so other paths are copied without it.
     const drvs = paths.filter((p) => p.endsWith('.drv'));
     const others = paths.filter((p) => !p.endsWith('.drv'));
-    const baseArgs = ['copy', '--from', source.url, '--to', this.url, ...NEVER_BUILD, ...sigArgs];
+    const listed = source.copyMode?.onlyListedPaths ? ['--no-recursive'] : [];
+    const baseArgs = ['copy', '--from', source.url, '--to', this.url, ...NEVER_BUILD, ...sigArgs, ...listed];
     const groups = [
       { fixedArgs: baseArgs, paths: others },
       { fixedArgs: [...baseArgs, '--derivation'], paths: drvs },

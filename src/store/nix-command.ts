@@ -21,6 +21,12 @@ export interface NixInvocation {
   timeoutMs?: number;
   /** Receives each stderr line as it arrives (Nix reports progress there). */
   onStderrLine?: (line: string) => void;
+  /**
+   * Where stdout goes instead of being captured (a NAR streamed to an HTTP
+   * response): piped with backpressure, never ended by the runner, not
+   * bounded by maxStdoutBytes; the outcome's stdout is then empty.
+   */
+  stdout?: import('node:stream').Writable;
 }
 
 export interface NixOutcome {
@@ -151,7 +157,14 @@ export class SpawnNixRunner implements NixRunner {
         signal.removeEventListener('abort', onAbort);
       };
 
-      child.stdout.on('data', (chunk: Buffer) => {
+      if (inv.stdout) {
+        const sink = inv.stdout;
+        child.stdout.pipe(sink, { end: false });
+        // The reader going away (the client hung up) stops the process.
+        sink.once('close', () => {
+          if (!settled) stop(cancelled(what));
+        });
+      } else child.stdout.on('data', (chunk: Buffer) => {
         stdoutBytes += chunk.length;
         if (stdoutBytes > this.maxStdout) {
           stop(

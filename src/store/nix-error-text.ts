@@ -41,6 +41,7 @@ const PATH_PROBLEMS = [
   /don't know how to build these paths/,
   /lacks a valid signature/,
   /hash mismatch/i,
+  /size mismatch importing path/,
   /does not exist in binary cache/,
   /is not a valid store path/,
   /NAR .* is corrupt|bad archive|input doesn't look like a Nix archive/,

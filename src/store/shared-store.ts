@@ -43,6 +43,14 @@ export interface SharedStore {
 export interface PathSource {
   readonly url: string;
   provides(paths: readonly string[], signal: AbortSignal): Promise<Set<string>>;
+  /**
+   * How a copy from this source differs from a substituter's (absent for
+   * substituters). The binary cache's staging area sets both: it holds only
+   * the pushed paths, not their references (those are valid on the shared
+   * store already, or in the same copy), and the proxy has checked each
+   * path's signature or the pusher's right to push unsigned paths itself.
+   */
+  readonly copyMode?: { onlyListedPaths: boolean; signaturesChecked: boolean };
 }
 
 /** What became of one path a realisation was asked for. */

@@ -12,6 +12,8 @@ export interface ProxyProcess {
   url: string;
   /** host:port, for grpc-js clients. */
   endpoint: string;
+  /** http://127.0.0.1:PORT of the binary cache, when --cache-listen was given. */
+  cacheUrl?: string;
   child: ChildProcess;
   /** Everything the proxy printed so far (JSON log lines). */
   logs(): string;
@@ -39,6 +41,7 @@ export async function startProxy(args: string[], options: { env?: NodeJS.Process
   const lines: Array<Record<string, unknown>> = [];
   let partial = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let cacheUrl: string | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
       out += chunk.toString();
@@ -50,6 +53,7 @@ export async function startProxy(args: string[], options: { env?: NodeJS.Process
         try {
           const obj = JSON.parse(line) as Record<string, unknown>;
           lines.push(obj);
+          if (obj.msg === 'binary cache listening' && typeof obj.publicUrl === 'string') cacheUrl = obj.publicUrl;
           if (obj.msg === 'listening' && typeof obj.listen === 'string') resolve(Number(obj.listen.split(':').pop()));
         } catch {
           // not JSON: kept in logs() only
@@ -65,6 +69,7 @@ export async function startProxy(args: string[], options: { env?: NodeJS.Process
     pid: child.pid!,
     url: `grpc://127.0.0.1:${port}`,
     endpoint: `127.0.0.1:${port}`,
+    ...(cacheUrl !== undefined ? { cacheUrl } : {}),
     child,
     logs: () => out,
     logLines: () => lines,
