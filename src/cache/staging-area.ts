@@ -126,13 +126,6 @@ export class StagingArea {
     const hash = createHash('sha256');
     let received = 0;
     let idle: NodeJS.Timeout | undefined;
-    const armIdle = (): void => {
-      clearTimeout(idle);
-      idle = setTimeout(
-        () => body.destroy(new UploadError(408, `the upload of nar/${fileName} sent nothing for ${idleTimeoutMs} ms and was abandoned; push again`)),
-        idleTimeoutMs,
-      );
-    };
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         received += chunk.length;
@@ -145,10 +138,29 @@ export class StagingArea {
         done(null, chunk);
       },
     });
+    // The body is fed in by hand rather than through pipeline(), which would destroy the request (and
+    // its socket) on a failure; the listener still has to answer it (408, 400).
+    const stopFeeding = (err: UploadError): void => {
+      body.unpipe(meter);
+      meter.destroy(err);
+    };
+    const armIdle = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(
+        () => stopFeeding(new UploadError(408, `the upload of nar/${fileName} sent nothing for ${idleTimeoutMs} ms and was abandoned; push again`)),
+        idleTimeoutMs,
+      );
+    };
+    const onAborted = (): void =>
+      stopFeeding(new UploadError(400, `the upload of nar/${fileName} was cut off by the client after ${received} of ${length} bytes; nothing was kept, push again`));
+    body.once('aborted', onAborted);
+    body.once('error', onAborted);
     armIdle();
     let keep = false;
     try {
-      await pipeline(body, meter, createWriteStream(tmp, { flags: 'wx' }));
+      const writing = pipeline(meter, createWriteStream(tmp, { flags: 'wx' }));
+      body.pipe(meter);
+      await writing;
       if (received !== length) {
         throw new UploadError(400, `the upload of nar/${fileName} ended after ${received} of ${length} bytes; push again`);
       }
@@ -174,10 +186,11 @@ export class StagingArea {
       return staged;
     } catch (err) {
       if (err instanceof UploadError) throw err;
-      const upload = (body as { destroyed?: boolean }).destroyed ? 'was cut off by the client' : `failed (${(err as Error).message})`;
-      throw new UploadError(400, `the upload of nar/${fileName} ${upload} after ${received} of ${length} bytes; nothing was kept, push again`);
+      throw new UploadError(500, `the upload of nar/${fileName} could not be staged (${(err as Error).message}); nothing was kept, push again`);
     } finally {
       clearTimeout(idle);
+      body.off('aborted', onAborted);
+      body.off('error', onAborted);
       if (!keep) {
         this.reservedBytes -= length;
         await unlink(tmp).catch(() => {});
