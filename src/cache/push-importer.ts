@@ -20,6 +20,7 @@
  * The HTTP answer waits for the import, so `nix copy --to` succeeds only when
  * the path is valid on the shared store, and fails with Nix's reason when not.
  */
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { isProxyError } from '../errors';
 import type { PathLeases } from '../gc/path-leases';
@@ -69,6 +70,8 @@ const DEFAULT_MAX_BATCH = 200;
 
 export class PushImporter {
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Paths this importer made valid lately: a push racing the one that imported them checks the store again. */
+  private readonly recentlyImported = new LRUCache<string, true>({ max: 50_000 });
   private queue: Pending[] = [];
   private draining = false;
   private readonly lifetime = new AbortController();
@@ -94,15 +97,37 @@ export class PushImporter {
         () => true,
         () => false,
       );
-      if (joined) return { imported: false, message: `${path} was imported by a concurrent push` };
+      if (joined) return this.alreadyValid(info, 'was imported by a concurrent push');
     }
-    if ((await this.invalid([path])).length === 0) {
-      await this.root(path);
-      return { imported: false, message: `${path} is valid on the shared store already` };
-    }
+    if ((await this.invalid([path])).length === 0) return this.alreadyValid(info, 'is valid on the shared store already');
     await this.checkReferences(info);
+    // While the references were checked, another push of the same path may have started or finished
+    // its import (and removed the NAR both uploaded): that import decides.
+    const concurrent = this.inFlight.get(path);
+    if (concurrent) {
+      const joined = await concurrent.then(
+        () => true,
+        () => false,
+      );
+      if (joined) return this.alreadyValid(info, 'was imported by a concurrent push');
+    }
+    // Or finished it: the path is valid now (this client's NAR, of another compression, may still be staged).
+    if ((this.recentlyImported.has(path) || !this.o.staging.get(this.narFileOf(info))) && (await this.invalid([path])).length === 0) {
+      return this.alreadyValid(info, 'was imported by a concurrent push');
+    }
     const staged = this.stagedNarOf(info);
     return this.importOnce(info, staged, pusher.client);
+  }
+
+  private async alreadyValid(info: NarInfo, why: string): Promise<PushResult> {
+    await this.root(info.storePath);
+    // A NAR this client uploaded for a path already valid is not needed (one an import reads is pinned).
+    void this.o.staging.remove(this.narFileOf(info));
+    return { imported: false, message: `${info.storePath} ${why}` };
+  }
+
+  private narFileOf(info: NarInfo): string {
+    return info.url.slice('nar/'.length);
   }
 
   private checkTrust(info: NarInfo, pusher: Pusher): void {
@@ -133,7 +158,7 @@ export class PushImporter {
   }
 
   private stagedNarOf(info: NarInfo): StagedNar {
-    const fileName = info.url.slice('nar/'.length);
+    const fileName = this.narFileOf(info);
     const staged = this.o.staging.get(fileName);
     if (!staged) {
       throw new PushError(
@@ -159,7 +184,7 @@ export class PushImporter {
     const concurrent = this.inFlight.get(path);
     if (concurrent) {
       // Another push of the path got here while this one was checking: it imports, this one waits.
-      return concurrent.then(() => ({ imported: false, message: `${path} was imported by a concurrent push` }));
+      return concurrent.then(() => this.alreadyValid(info, 'was imported by a concurrent push'));
     }
     const done = new Promise<void>((resolve, reject) => {
       this.queue.push({ info, staged, client, resolve, reject });
@@ -196,6 +221,7 @@ export class PushImporter {
   private async importBatch(batch: Pending[]): Promise<void> {
     const started = Date.now();
     const paths = batch.map((p) => p.info.storePath);
+    this.o.logger.info({ paths: paths.length, first: paths[0], clients: [...new Set(batch.map((p) => p.client))] }, 'importing pushed paths into the shared store');
     let failure: unknown;
     try {
       await this.copy(batch);
@@ -222,6 +248,7 @@ export class PushImporter {
   }
 
   private succeeded(p: Pending): void {
+    this.recentlyImported.set(p.info.storePath, true);
     this.o.onImported?.(p.info.storePath);
     p.resolve();
   }

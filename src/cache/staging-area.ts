@@ -17,7 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { encodeNixBase32 } from './nix-base32';
@@ -113,15 +113,14 @@ export class StagingArea {
    * Nothing of a failed upload is left on disk.
    */
   async receive(fileName: string, expectedHash: string, body: Readable, length: number, idleTimeoutMs: number): Promise<StagedNar> {
-    const existing = this.nars.get(fileName);
-    if (existing) {
-      body.resume();
-      existing.touchedAt = this.now();
-      return existing;
+    // The same NAR staged already (another client pushes the same path): the body is still read to its
+    // end and checked, so the client gets its answer after sending, never mid-upload, but it is not kept.
+    const duplicate = this.nars.get(fileName) !== undefined;
+    if (!duplicate) {
+      const noRoom = this.roomProblem(length);
+      if (noRoom) throw noRoom;
+      this.reservedBytes += length;
     }
-    const noRoom = this.roomProblem(length);
-    if (noRoom) throw noRoom;
-    this.reservedBytes += length;
     const tmp = join(this.o.dir, 'tmp', randomBytes(12).toString('hex'));
     const hash = createHash('sha256');
     let received = 0;
@@ -158,7 +157,8 @@ export class StagingArea {
     armIdle();
     let keep = false;
     try {
-      const writing = pipeline(meter, createWriteStream(tmp, { flags: 'wx' }));
+      const sink = duplicate ? new Writable({ write: (_chunk, _enc, done) => done() }) : createWriteStream(tmp, { flags: 'wx' });
+      const writing = pipeline(meter, sink);
       body.pipe(meter);
       await writing;
       if (received !== length) {
@@ -172,15 +172,20 @@ export class StagingArea {
           `nar/${fileName} does not hash to its name: its sha256 is ${got}; Nix names a NAR file by the hash of its bytes, so this upload is corrupt or was altered`,
         );
       }
+      const raced = this.nars.get(fileName);
+      if (raced) {
+        // The same bytes arrived twice (at once, or again): keep one copy, count one.
+        raced.touchedAt = this.now();
+        return raced;
+      }
+      if (duplicate) {
+        // The copy staged when this upload began was imported and removed meanwhile: the path is in the
+        // shared store now or being imported, and this upload's narinfo finds it so.
+        return { fileName, file: '', size: received, fileHash: `sha256:${got}`, touchedAt: this.now() };
+      }
       const file = join(this.o.dir, 'nar', fileName);
       await rename(tmp, file);
       const staged: StagedNar = { fileName, file, size: received, fileHash: `sha256:${got}`, touchedAt: this.now() };
-      const raced = this.nars.get(fileName);
-      if (raced) {
-        // The same bytes arrived twice at once: keep one copy, count one.
-        this.reservedBytes -= length;
-        return raced;
-      }
       this.nars.set(fileName, staged);
       keep = true;
       return staged;
@@ -191,7 +196,7 @@ export class StagingArea {
       clearTimeout(idle);
       body.off('aborted', onAborted);
       body.off('error', onAborted);
-      if (!keep) {
+      if (!keep && !duplicate) {
         this.reservedBytes -= length;
         await unlink(tmp).catch(() => {});
       }

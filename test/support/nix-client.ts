@@ -14,15 +14,28 @@ export interface NixClient {
   env: NodeJS.ProcessEnv;
 }
 
-export function makeNixClient(dir: string, options: { token?: string; host?: string; extraConfig?: string[] } = {}): NixClient {
+export interface NixClientOptions {
+  token?: string;
+  host?: string;
+  extraConfig?: string[];
+  /**
+   * Keep Nix's default narinfo TTLs (a developer's setting) instead of asking
+   * the cache every time. Needed where pushes race: with a negative TTL of 0,
+   * Nix before 2.35 asks again just before each upload and, when another push
+   * made the path valid meanwhile, drains its whole multi-path stream and
+   * fails with "coroutine has finished" (fixed upstream by NixOS/nix 7363dcd).
+   */
+  defaultNarinfoTtls?: boolean;
+}
+
+export function makeNixClient(dir: string, options: NixClientOptions = {}): NixClient {
   mkdirSync(join(dir, 'cache'), { recursive: true });
   const config = [
     'substituters =',
     'experimental-features = nix-command',
     'sandbox = false',
     // Ask the cache every time: a client that remembers "present" would hide what the proxy answers.
-    'narinfo-cache-positive-ttl = 0',
-    'narinfo-cache-negative-ttl = 0',
+    ...(options.defaultNarinfoTtls ? [] : ['narinfo-cache-positive-ttl = 0', 'narinfo-cache-negative-ttl = 0']),
     ...(options.extraConfig ?? []),
   ];
   if (options.token !== undefined) {
