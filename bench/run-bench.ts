@@ -5,6 +5,7 @@
  *   npm run bench -- --quick      smaller run, under 2 minutes
  *   node dist/bench/bench/run-bench.js --tiny --out FILE   seconds; for the smoke test
  *
+ * Scenario 7 pushes closures to the proxy's binary cache with stock Nix.
  * Other options: --only 1,2,6 (scenario numbers), --out FILE (JSON report),
  * --no-front (skip the front+proxy mode, which runs when haproxy is installed),
  * --cpu-prof (write the proxy's CPU profile to .bench-out/profiles/),
@@ -16,7 +17,8 @@
  * failure or Ctrl-C. Prints progress to stderr, the result table to stdout,
  * and writes the same figures as JSON.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { killAllNow, runJson, startServer, stopAll, stopProcess, type ServerProcess } from './harness/child-processes';
@@ -29,6 +31,8 @@ import { makeNixRig, nixAvailable } from './harness/nix-rig';
 import { frontAvailable, startFront } from './harness/front-server';
 import { largeBlobs, manyOpenStreams, smallUnaryCalls, type ScenarioContext } from './harness/passthrough-scenarios';
 import { PROFILES, type Profile } from './harness/profiles';
+import { pushScenario } from './harness/push-scenario';
+import { makeChrootStore } from '../test/support/nix-fixtures';
 import type { ScenarioReport } from './harness/scenario-report';
 import type { SeedResult } from './load/seed-upstream';
 
@@ -91,10 +95,11 @@ async function startProxy(
   upstream: ServerProcess,
   extraArgs: string[] = [],
   onJsonLine?: (line: Record<string, unknown>) => void,
+  logLevel = 'info',
 ): Promise<ServerProcess> {
   const nodeFlags = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(REPO, '.bench-out', 'profiles')}`] : [];
   return startServer('proxy', [...nodeFlags, opts.proxyCli, '--listen', '127.0.0.1:0', '--upstream', `grpc://${upstream.listen}`, ...extraArgs], {
-    env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
+    env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: logLevel },
     onJsonLine,
   });
 }
@@ -119,6 +124,36 @@ async function nixScenarios(opts: Options, upstream: ServerProcess, wants: (n: n
     rig.cleanup();
   }
   return out;
+}
+
+/** Scenario 7: a proxy with the binary cache on, over a fresh chroot shared store. */
+async function pushScenarios(opts: Options, upstream: ServerProcess): Promise<ScenarioReport[]> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nix-reapi-bench-cache-'));
+  try {
+    const store = path.join(dir, 'shared-store');
+    await makeChrootStore(store);
+    const token = `bench-${randomBytes(12).toString('hex')}`;
+    writeFileSync(path.join(dir, 'tokens'), `bench:${token} push-unsigned\n`);
+    const lines: Array<Record<string, unknown>> = [];
+    let cacheUrl: string | undefined;
+    const proxy = await startProxy(
+      opts,
+      upstream,
+      ['--shared-store', store, '--cache-listen', '127.0.0.1:0', '--auth-tokens-file', path.join(dir, 'tokens'), '--cache-staging-dir', path.join(dir, 'staging')],
+      (line) => {
+        if (line.msg === 'binary cache listening' && typeof line.publicUrl === 'string') cacheUrl = line.publicUrl;
+        if (line.msg === 'pushed path valid' || line.msg === 'pushed path not imported') lines.push(line);
+      },
+      'debug',
+    );
+    started.push({ name: 'proxy with the binary cache', pid: proxy.pid });
+    progress(`proxy with the binary cache ${cacheUrl} (pid ${proxy.pid}), shared store ${store}`);
+    const out = await pushScenario({ proxy, cacheUrl: cacheUrl!, token, lines: () => lines, profile: opts.profile, progress, judge: opts.profile.name !== 'tiny' });
+    await stopProcess(proxy.child, 10_000);
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<number> {
@@ -158,6 +193,11 @@ async function main(): Promise<number> {
     } else {
       scenarios.push(...(await nixScenarios(opts, upstream, wants)));
     }
+  }
+
+  if (wants(7)) {
+    if (!nixAvailable()) skipped.push({ scenario: 7, reason: 'nix is not available here (scripts/install-deps.sh installs it)' });
+    else scenarios.push(...(await pushScenarios(opts, upstream)));
   }
 
   const report: BenchReport = {

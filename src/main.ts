@@ -21,6 +21,7 @@ import { ProxyServer } from './server/proxy-server';
 import { startBinaryCache, type RunningBinaryCache } from './cache/create-binary-cache';
 import { createGcRoots } from './gc/create-gc-roots';
 import { createClosureEnsurer } from './store/create-closure-ensurer';
+import { ImportsInFlight } from './store/imports-in-flight';
 import { configuredNixRunner, type NixRunner } from './store/nix-command';
 
 /** Services whose health the proxy reports; it serves every one of them (itself or by forwarding). */
@@ -109,13 +110,15 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
       runner,
       onSweep: (outcome) => metrics.gcSweepFinished({ ok: outcome.ok, atMs: outcome.atMs }),
     });
-    const ensurer = createClosureEnsurer(config, { logger, runner, metrics, leases: roots, currentClient });
+    // The binary cache's imports in flight, which Executes needing those paths wait for.
+    const imports = config.cacheListen ? new ImportsInFlight() : undefined;
+    const ensurer = createClosureEnsurer(config, { logger, runner, metrics, leases: roots, currentClient, imports });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
     closers.push(() => ensurer.close(), () => roots.close());
     execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots, pushUrl: () => cache?.publicUrl });
     if (config.cacheListen) {
       const rootsDir = roots.location.on ? roots.location.dir : undefined;
-      startCache = () => startBinaryCache(config, { logger, runner, store: ensurer.store, leases: roots, rootsDir, tokens });
+      startCache = () => startBinaryCache(config, { logger, runner, store: ensurer.store, leases: roots, rootsDir, tokens, imports });
     }
   }
 

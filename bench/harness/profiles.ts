@@ -10,6 +10,8 @@ export interface Profile {
   execute: { warmCalls: number; treeFiles: number; treeDirs: number; treeRefs: number; closurePaths: number; concurrent: number };
   /** Cold Executes of a fresh big tree (scenario 4). */
   coldRounds: number;
+  /** Scenario 7: pushes of fresh closures of `paths` paths of `pathBytes` random bytes each, `rounds` per compression. */
+  push: { paths: number; pathBytes: number; rounds: number };
 }
 
 const MIB = 1024 * 1024;
@@ -23,6 +25,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     streams: { count: 10_000, connections: 10, delayMs: 5_000 },
     execute: { warmCalls: 3_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
     coldRounds: 3,
+    push: { paths: 200, pathBytes: 512 * 1024, rounds: 3 },
   },
   quick: {
     name: 'quick',
@@ -33,6 +36,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     streams: { count: 10_000, connections: 10, delayMs: 2_000 },
     execute: { warmCalls: 1_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
     coldRounds: 1,
+    push: { paths: 200, pathBytes: 512 * 1024, rounds: 1 },
   },
   // For the smoke test: proves the harness works end to end, measures nothing worth quoting.
   tiny: {
@@ -43,5 +47,6 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     streams: { count: 200, connections: 2, delayMs: 200 },
     execute: { warmCalls: 50, treeFiles: 100, treeDirs: 10, treeRefs: 5, closurePaths: 10, concurrent: 5 },
     coldRounds: 1,
+    push: { paths: 10, pathBytes: 16 * 1024, rounds: 1 },
   },
 };

@@ -6,7 +6,8 @@
  * count, body sizes (narinfo, NAR), idle uploads, connections; every error
  * is caught and answered, none reaches the process.
  */
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -128,16 +129,42 @@ export class CacheServer {
         return this.getNar(res, route.hash, method === 'HEAD');
       case 'pushed-nar': {
         const staged = this.parts.staging.get(route.fileName);
-        return staged ? this.answer(res, 200, '', 'application/x-nix-nar', true, staged.size) : this.answer(res, 404, `nar/${route.fileName} is not staged`);
+        if (!staged || staged.file === '') return this.answer(res, 404, `nar/${route.fileName} is not staged`);
+        if (method === 'HEAD') return this.answer(res, 200, '', 'application/x-nix-nar', true, staged.size);
+        return this.sendFile(res, staged.file, staged.size);
       }
     }
   }
 
   private async getNarInfo(res: ServerResponse, hash: string, head: boolean): Promise<void> {
+    // Accepted and being imported: present in this cache (Nix checks a closure's references are here before pushing a path).
+    const pending = this.parts.importer.pendingNarInfo(hash);
+    if (pending) return this.answer(res, 200, formatNarInfo(pending), 'text/x-nix-narinfo', head);
     const path = await this.parts.index.lookup(hash);
     const info = path === undefined ? undefined : await this.parts.reader.narInfo(path);
-    if (!info) return this.answer(res, 404, `no path with hash ${hash} is valid on the shared store`);
+    if (!info || path === undefined) return this.answer(res, 404, `no path with hash ${hash} is valid on the shared store`);
+    this.parts.importer.noteValid(path);
     this.answer(res, 200, formatNarInfo(info), 'text/x-nix-narinfo', head);
+  }
+
+  /** A staged NAR (of a path being imported) to a substituting client; the open file outlives its removal. */
+  private async sendFile(res: ServerResponse, file: string, size: number): Promise<void> {
+    let stream;
+    try {
+      stream = createReadStream(file);
+      await new Promise<void>((resolve, reject) => {
+        stream!.once('open', () => resolve());
+        stream!.once('error', reject);
+      });
+    } catch {
+      return this.answer(res, 404, 'the NAR was imported and removed from staging meanwhile; ask for the narinfo again');
+    }
+    res.writeHead(200, { 'Content-Type': 'application/x-nix-nar', 'Content-Length': String(size) });
+    try {
+      await pipeline(stream, res);
+    } catch (err) {
+      this.logger.warn({ file, err: (err as Error).message }, 'staged NAR download cut off');
+    }
   }
 
   private async getNar(res: ServerResponse, hash: string, head: boolean): Promise<void> {
@@ -210,9 +237,7 @@ export class CacheServer {
     }
     try {
       const result = await this.parts.importer.push(info, pusher);
-      this.parts.reader.forget(info.storePath);
-      this.parts.index.add(info.storePath);
-      this.logger.info({ client: pusher.client, path: info.storePath, imported: result.imported }, 'push accepted');
+      this.logger.info({ client: pusher.client, path: info.storePath, accepted: result.accepted }, 'push accepted');
       return this.answer(res, 200, `${result.message}\n`);
     } catch (err) {
       if (err instanceof PushError) return this.refuse(req, res, err.status, err.message, pusher.client);

@@ -17,6 +17,7 @@ import { CacheAccess, type TokenEntries } from './cache-access';
 import { CacheServer } from './cache-server';
 import { HashIndex } from './hash-index';
 import { parsePublicKey, type TrustedKey } from './narinfo-signature';
+import type { ImportsInFlight } from '../store/imports-in-flight';
 import { PushImporter } from './push-importer';
 import { PushQuota } from './push-quota';
 import { SharedStoreReader } from './shared-store-reader';
@@ -31,6 +32,8 @@ export interface BinaryCacheDeps {
   /** The GC roots directory, when roots are on: its entries name every path the proxy manages. */
   rootsDir?: string;
   tokens?: TokenEntries;
+  /** Shared with the Execute path, which waits for the paths being imported. */
+  imports?: ImportsInFlight;
 }
 
 export interface RunningBinaryCache {
@@ -64,8 +67,19 @@ export async function startBinaryCache(config: Config, deps: BinaryCacheDeps): P
     listTtlMs: 2_000,
     logger,
   });
-  const importer = new PushImporter({ store: deps.store, staging, trustedKeys, leases: deps.leases, logger, onImported: (p) => index.add(p) });
   const reader = new SharedStoreReader({ storeUrl: config.sharedStore!.url, runner: deps.runner, ttlMs: 10_000, maxEntries: 50_000 });
+  const importer = new PushImporter({
+    store: deps.store,
+    staging,
+    trustedKeys,
+    leases: deps.leases,
+    logger,
+    imports: deps.imports,
+    onImported: (p) => {
+      index.add(p);
+      reader.forget(p);
+    },
+  });
   const tls =
     config.cacheTls.cert && config.cacheTls.key
       ? { cert: config.cacheTls.cert, key: config.cacheTls.key, clientCa: config.tls.clientCa }

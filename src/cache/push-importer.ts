@@ -1,24 +1,30 @@
 /**
  * Turns an accepted narinfo into a valid path on the shared store.
  *
- * A pushed path is imported once its narinfo arrives, its NAR is staged
- * (checked against FileHash/FileSize), its signature (or the pusher's
- * `push-unsigned` right) has been checked, and every reference is the path
- * itself, valid on the shared store already, or being imported by another
- * push (waited for). Nix does the import (`nix copy --no-recursive --from
- * file://<staging import cache>`), so Nix checks NarHash and NarSize and
- * writes the path atomically: a proxy killed mid-import leaves the path
- * invalid, never half-valid.
+ * A pushed path is accepted once its narinfo arrives, its NAR is staged
+ * (checked against FileHash/FileSize, and against NarHash/NarSize when it is
+ * uncompressed), its signature (or the pusher's `push-unsigned` right) has
+ * been checked, and every reference is the path itself, valid on the shared
+ * store, or accepted by an earlier push and being imported. Nix does the
+ * import (`nix copy --no-recursive --from file://<staging import cache>`), so
+ * Nix checks NarHash and NarSize and writes each path atomically: a proxy
+ * killed mid-import leaves the path invalid, never half-valid.
+ *
+ * The HTTP answer does not wait for the import. Stock Nix pushes a closure
+ * one path at a time, and one `nix copy` into the store per path would cost
+ * tens of milliseconds each; instead imports run behind the answers, and all
+ * paths accepted while one import runs share the next `nix copy`. An Execute
+ * that needs a path still being imported waits for it (ImportsInFlight, read
+ * by the Execute path's realiser). A failed import is logged and remembered:
+ * a push that references the path is refused naming the failure, and the
+ * next push of the path itself waits for its import and answers with Nix's
+ * reason, so the developer sees it.
  *
  * Imports go through the same SharedStore stack as the Execute path's copies
- * (serialised writes into the store, retries of the concurrent-copy failure),
- * and pushes that are ready while another import runs share one `nix copy`.
+ * (serialised writes into the store, retries of the concurrent-copy failure).
  * Each path is imported once however many clients push it at the same time.
  * An imported path is rooted like an ensured one (root first, then copy), so
  * its last use is the push, and every Execute using it renews it.
- *
- * The HTTP answer waits for the import, so `nix copy --to` succeeds only when
- * the path is valid on the shared store, and fails with Nix's reason when not.
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -26,12 +32,13 @@ import { isProxyError } from '../errors';
 import type { PathLeases } from '../gc/path-leases';
 import { baseName } from '../nix/store-path';
 import { Code } from '../reapi/grpc-status';
+import { ImportsInFlight } from '../store/imports-in-flight';
 import type { PathSource, SharedStore } from '../store/shared-store';
+import { NAR_EXTENSIONS } from './cache-routes';
 import { formatNarInfo, type NarInfo } from './narinfo';
 import { verifyNarInfo, type TrustedKey } from './narinfo-signature';
 import { PushError } from './push-error';
-import type { StagingArea, StagedNar } from './staging-area';
-import { NAR_EXTENSIONS } from './cache-routes';
+import type { StagedNar, StagingArea } from './staging-area';
 
 export type PushRight = 'push' | 'push-unsigned';
 
@@ -41,8 +48,8 @@ export interface Pusher {
 }
 
 export interface PushResult {
-  /** False when the path was valid on the shared store already (nothing imported). */
-  imported: boolean;
+  /** False when the path was valid already or another push of it is being imported. */
+  accepted: boolean;
   message: string;
 }
 
@@ -52,10 +59,14 @@ export interface PushImporterOptions {
   trustedKeys: readonly TrustedKey[];
   leases: PathLeases;
   logger: Logger;
+  /** Shared with the Execute path, which waits for paths being imported. */
+  imports?: ImportsInFlight;
   /** Told about every path that became valid through a push (the hash index). */
   onImported?: (path: string) => void;
   /** Paths imported by one `nix copy` at most. */
   maxBatch?: number;
+  /** How long a path seen valid (or imported) counts as valid for reference checks. */
+  knownValidTtlMs?: number;
 }
 
 interface Pending {
@@ -66,68 +77,78 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-const DEFAULT_MAX_BATCH = 200;
+const DEFAULT_MAX_BATCH = 500;
+const DEFAULT_KNOWN_VALID_TTL_MS = 5 * 60_000;
 
 export class PushImporter {
-  private readonly inFlight = new Map<string, Promise<void>>();
-  /** Paths this importer made valid lately: a push racing the one that imported them checks the store again. */
-  private readonly recentlyImported = new LRUCache<string, true>({ max: 50_000 });
+  readonly imports: ImportsInFlight;
+  /** Paths seen valid on the shared store lately (imported here, or answered valid): references need no store query. */
+  private readonly knownValid: LRUCache<string, true>;
+  /** Why the last import of a path failed, until it is pushed again. */
+  private readonly failed = new LRUCache<string, string>({ max: 10_000 });
+  /** The narinfos of paths accepted and not yet imported, by hash part: the cache serves them meanwhile. */
+  private readonly pendingByHash = new Map<string, NarInfo>();
   private queue: Pending[] = [];
-  private draining = false;
+  private draining: Promise<void> | undefined;
   private readonly lifetime = new AbortController();
 
-  constructor(private readonly o: PushImporterOptions) {}
+  constructor(private readonly o: PushImporterOptions) {
+    this.imports = o.imports ?? new ImportsInFlight();
+    this.knownValid = new LRUCache<string, true>({ max: 200_000, ttl: o.knownValidTtlMs ?? DEFAULT_KNOWN_VALID_TTL_MS });
+  }
 
   close(): void {
     this.lifetime.abort();
   }
 
-  /** Paths being imported right now (their narinfo accepted, not yet valid). */
+  /** Paths being imported right now (accepted, not yet valid). */
   isImporting(path: string): boolean {
-    return this.inFlight.has(path);
+    return this.imports.has(path);
+  }
+
+  /** The binary cache answered a narinfo request for `path` from the store: it is valid. */
+  noteValid(path: string): void {
+    this.knownValid.set(path, true);
+  }
+
+  /** The narinfo of an accepted path still being imported, by its hash part. */
+  pendingNarInfo(hash: string): NarInfo | undefined {
+    return this.pendingByHash.get(hash);
+  }
+
+  /** Resolves when every import accepted so far has finished (successfully or not). */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
   }
 
   async push(info: NarInfo, pusher: Pusher): Promise<PushResult> {
     const path = info.storePath;
     this.checkTrust(info, pusher);
-    const earlier = this.inFlight.get(path);
+    const earlier = this.imports.get(path);
     if (earlier) {
-      // Another client pushes the same path right now: its import decides.
-      const joined = await earlier.then(
-        () => true,
-        () => false,
-      );
-      if (joined) return this.alreadyValid(info, 'was imported by a concurrent push');
+      // Another client's push of the same path is being imported: that import decides.
+      this.discardNar(info);
+      return { accepted: false, message: `${path} is being imported from a concurrent push` };
     }
-    if ((await this.invalid([path])).length === 0) return this.alreadyValid(info, 'is valid on the shared store already');
+    // No store query for the path itself: the client asked for its narinfo just before pushing, and an
+    // import finds paths that are valid by now and copies nothing for them.
+    if (this.knownValid.has(path)) return this.alreadyValid(info);
     await this.checkReferences(info);
-    // While the references were checked, another push of the same path may have started or finished
-    // its import (and removed the NAR both uploaded): that import decides.
-    const concurrent = this.inFlight.get(path);
-    if (concurrent) {
-      const joined = await concurrent.then(
-        () => true,
-        () => false,
-      );
-      if (joined) return this.alreadyValid(info, 'was imported by a concurrent push');
+    // Checking took a moment: another push of the path may have been accepted or finished meanwhile.
+    if (this.imports.has(path)) {
+      this.discardNar(info);
+      return { accepted: false, message: `${path} is being imported from a concurrent push` };
     }
-    // Or finished it: the path is valid now (this client's NAR, of another compression, may still be staged).
-    if ((this.recentlyImported.has(path) || !this.o.staging.get(this.narFileOf(info))) && (await this.invalid([path])).length === 0) {
-      return this.alreadyValid(info, 'was imported by a concurrent push');
-    }
+    if (this.knownValid.has(path)) return this.alreadyValid(info);
     const staged = this.stagedNarOf(info);
-    return this.importOnce(info, staged, pusher.client);
-  }
-
-  private async alreadyValid(info: NarInfo, why: string): Promise<PushResult> {
-    await this.root(info.storePath);
-    // A NAR this client uploaded for a path already valid is not needed (one an import reads is pinned).
-    void this.o.staging.remove(this.narFileOf(info));
-    return { imported: false, message: `${info.storePath} ${why}` };
-  }
-
-  private narFileOf(info: NarInfo): string {
-    return info.url.slice('nar/'.length);
+    const failedBefore = this.failed.get(path);
+    const done = this.enqueue(info, staged, pusher.client);
+    if (failedBefore !== undefined) {
+      // Its last import failed: this push waits, so the developer sees why if it fails again.
+      await done;
+      return { accepted: true, message: `${path} imported into the shared store` };
+    }
+    return { accepted: true, message: `${path} accepted; it is being imported into the shared store` };
   }
 
   private checkTrust(info: NarInfo, pusher: Pusher): void {
@@ -145,16 +166,32 @@ export class PushImporter {
 
   private async checkReferences(info: NarInfo): Promise<void> {
     const others = info.references.filter((r) => r !== info.storePath);
-    if (others.length === 0) return;
-    await Promise.all(others.map((r) => this.inFlight.get(r)?.catch(() => undefined)));
-    const invalid = await this.invalid(others);
-    if (invalid.length === 0) return;
-    const listed = invalid.slice(0, 5).join(', ') + (invalid.length > 5 ? ` and ${invalid.length - 5} more` : '');
+    const failedRefs = others.filter((r) => !this.imports.has(r) && this.failed.has(r));
+    if (failedRefs.length > 0) {
+      const r = failedRefs[0]!;
+      throw new PushError(
+        400,
+        `${info.storePath} was not imported: its reference ${r} was pushed but could not be imported (${this.failed.get(r)}). ` +
+          'Push that path again to see the whole error',
+      );
+    }
+    const unknown = others.filter((r) => !this.imports.has(r) && !this.knownValid.has(r));
+    if (unknown.length === 0) return;
+    const invalid = await this.invalid(unknown);
+    for (const r of unknown) if (!invalid.includes(r)) this.knownValid.set(r, true);
+    // A reference accepted by a concurrent push while this one asked the store is fine too.
+    const missing = invalid.filter((r) => !this.imports.has(r) && !this.knownValid.has(r));
+    if (missing.length === 0) return;
+    const listed = missing.slice(0, 5).join(', ') + (missing.length > 5 ? ` and ${missing.length - 5} more` : '');
     throw new PushError(
       400,
       `${info.storePath} was not imported: its references ${listed} are neither valid on the shared store nor pushed. ` +
         'Push the whole closure (nix copy --to URL PATH sends references first), then this path again',
     );
+  }
+
+  private narFileOf(info: NarInfo): string {
+    return info.url.slice('nar/'.length);
   }
 
   private stagedNarOf(info: NarInfo): StagedNar {
@@ -176,45 +213,69 @@ export class PushImporter {
     if (info.fileSize !== undefined && info.fileSize !== staged.size) {
       throw new PushError(400, `${info.storePath} was not imported: FileSize ${info.fileSize} does not match the uploaded ${info.url} (${staged.size} bytes)`);
     }
+    if (info.compression === 'none') {
+      // An uncompressed NAR is its own file: its hash and size are known now, not only when Nix imports it.
+      if (info.narHash !== staged.fileHash) {
+        throw new PushError(400, `${info.storePath} was not imported: NarHash ${info.narHash} does not match the uploaded NAR ${info.url} (${staged.fileHash})`);
+      }
+      if (info.narSize !== staged.size) {
+        throw new PushError(400, `${info.storePath} was not imported: NarSize ${info.narSize} does not match the uploaded NAR ${info.url} (${staged.size} bytes)`);
+      }
+    }
     return staged;
   }
 
-  private importOnce(info: NarInfo, staged: StagedNar, client: string): Promise<PushResult> {
+  private async alreadyValid(info: NarInfo): Promise<PushResult> {
+    await this.root(info.storePath);
+    this.discardNar(info);
+    return { accepted: false, message: `${info.storePath} is valid on the shared store already` };
+  }
+
+  /** A NAR this client uploaded for a path it need not import (one an import reads is pinned, and stays). */
+  private discardNar(info: NarInfo): void {
+    void this.o.staging.remove(this.narFileOf(info));
+  }
+
+  private enqueue(info: NarInfo, staged: StagedNar, client: string): Promise<void> {
     const path = info.storePath;
-    const concurrent = this.inFlight.get(path);
-    if (concurrent) {
-      // Another push of the path got here while this one was checking: it imports, this one waits.
-      return concurrent.then(() => this.alreadyValid(info, 'was imported by a concurrent push'));
-    }
     const done = new Promise<void>((resolve, reject) => {
       this.queue.push({ info, staged, client, resolve, reject });
     });
-    this.inFlight.set(path, done);
+    this.imports.track(path, done);
+    const hash = baseName(path).slice(0, 32);
+    this.pendingByHash.set(hash, info);
     const unpin = this.o.staging.pin(staged.fileName);
-    void this.drain();
-    return done
-      .then(() => {
+    this.failed.delete(path);
+    const forget = (): void => {
+      if (this.pendingByHash.get(hash) === info) this.pendingByHash.delete(hash);
+    };
+    void done.then(
+      () => {
+        forget();
         unpin();
         // Imported: the staged NAR is not needed any more (unless another import still reads it).
         void this.o.staging.remove(staged.fileName);
-        return { imported: true, message: `${path} imported into the shared store` };
-      })
-      .finally(() => {
+      },
+      (err: unknown) => {
+        forget();
         unpin();
-        if (this.inFlight.get(path) === done) this.inFlight.delete(path);
+        this.failed.set(path, err instanceof Error ? err.message : String(err));
+      },
+    );
+    if (!this.draining) {
+      this.draining = this.drain().finally(() => {
+        this.draining = undefined;
       });
+    }
+    return done;
   }
 
   private async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.o.maxBatch ?? DEFAULT_MAX_BATCH);
-        await this.importBatch(batch);
-      }
-    } finally {
-      this.draining = false;
+    // Let the pushes that arrive in this tick join the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.o.maxBatch ?? DEFAULT_MAX_BATCH);
+      await this.importBatch(batch);
     }
   }
 
@@ -223,33 +284,52 @@ export class PushImporter {
     const paths = batch.map((p) => p.info.storePath);
     this.o.logger.info({ paths: paths.length, first: paths[0], clients: [...new Set(batch.map((p) => p.client))] }, 'importing pushed paths into the shared store');
     let failure: unknown;
+    let stillInvalid: Set<string>;
     try {
-      await this.copy(batch);
+      // Made valid meanwhile (another replica, a substituter copy): nothing to import for those.
+      stillInvalid = new Set(await this.invalid(paths));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const validAlready = batch.filter((p) => !stillInvalid.has(p.info.storePath));
+    if (validAlready.length > 0) {
+      // Rooted as if imported: the push is their last use.
+      await this.o.leases
+        .acquire(validAlready.map((p) => p.info.storePath))
+        .then((lease) => lease.release())
+        .catch((err: unknown) => this.o.logger.warn({ err: (err as Error).message }, 'could not root pushed paths that were valid already'));
+      for (const p of validAlready) this.settled(p, 'valid already');
+    }
+    const todo = batch.filter((p) => stillInvalid.has(p.info.storePath));
+    if (todo.length === 0) return;
+    try {
+      await this.copy(todo);
     } catch (err) {
       failure = err;
     }
-    if (failure !== undefined && batch.length > 1) {
+    if (failure !== undefined && todo.length > 1) {
       // One bad path fails the whole `nix copy`: settle what did get in, then give each other path its own try.
-      const stillInvalid = new Set(await this.invalid(paths).catch(() => paths));
-      const rest = batch.filter((p) => stillInvalid.has(p.info.storePath));
-      for (const p of batch) if (!stillInvalid.has(p.info.storePath)) this.succeeded(p);
-      for (const p of rest) await this.importBatch([p]);
+      const left = new Set(await this.invalid(paths).catch(() => paths));
+      for (const p of todo) if (!left.has(p.info.storePath)) this.settled(p, 'imported');
+      for (const p of todo.filter((q) => left.has(q.info.storePath))) await this.importBatch([p]);
       return;
     }
     const ms = Date.now() - started;
     if (failure === undefined) {
-      for (const p of batch) this.succeeded(p);
-      this.o.logger.info({ paths: paths.length, clients: [...new Set(batch.map((p) => p.client))], ms }, 'pushed paths imported into the shared store');
+      for (const p of todo) this.settled(p, 'imported');
+      this.o.logger.info({ paths: todo.length, clients: [...new Set(todo.map((p) => p.client))], ms }, 'pushed paths imported into the shared store');
       return;
     }
-    const err = this.asPushError(failure, batch[0]!.info.storePath);
-    this.o.logger.warn({ path: paths[0], client: batch[0]!.client, status: err.status, why: err.message, ms }, 'pushed path not imported');
-    for (const p of batch) p.reject(err);
+    const err = this.asPushError(failure, todo[0]!.info.storePath);
+    this.o.logger.warn({ path: paths[0], client: todo[0]!.client, status: err.status, why: err.message, ms }, 'pushed path not imported');
+    for (const p of todo) p.reject(err);
   }
 
-  private succeeded(p: Pending): void {
-    this.recentlyImported.set(p.info.storePath, true);
-    this.o.onImported?.(p.info.storePath);
+  private settled(p: Pending, outcome: 'imported' | 'valid already'): void {
+    this.knownValid.set(p.info.storePath, true);
+    if (outcome === 'imported') this.o.onImported?.(p.info.storePath);
+    this.o.logger.debug({ path: p.info.storePath, client: p.client, outcome }, 'pushed path valid');
     p.resolve();
   }
 

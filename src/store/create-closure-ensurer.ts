@@ -9,6 +9,7 @@
  *             └ CheckingEnsurer             findInvalid, then realise
  *                ├ store:    BoundedChecks → RetryingWrites → SerialisedWrites → MeteredSharedStore → NixCliSharedStore
  *                └ realiser: ClientLimitedRealiser (limits.client* set and deps.currentClient)
+ *                             → ImportAwaitingRealiser (deps.imports: the binary cache's imports)
  *                             → MeteredRealiser → SingleFlightRealiser
  *                             → SourceOrderRealiser(store, NixCliPathSource per substituter)
  *
@@ -34,6 +35,8 @@ import { RetryingWrites } from './retrying-writes';
 import { SerialisedWrites } from './serialised-writes';
 import { registeredBytes } from './registered-bytes';
 import { Reasons, type Realiser, type SharedStore } from './shared-store';
+import { ImportAwaitingRealiser } from './import-awaiting-realiser';
+import type { ImportsInFlight } from './imports-in-flight';
 import { SingleFlightRealiser } from './single-flight-realiser';
 import { SourceOrderRealiser } from './source-order-realiser';
 import { ValidityCachingEnsurer } from './validity-caching-ensurer';
@@ -61,6 +64,8 @@ export interface ClosureEnsurerDeps {
   leases?: PathLeases;
   /** Whom the current call is for (src/server/auth/client-scope); needed for limits.client* to apply. */
   currentClient?: () => string | undefined;
+  /** Paths the binary cache is importing: a realisation waits for them before asking substituters. */
+  imports?: ImportsInFlight;
 }
 
 /** A ClosureEnsurer that owns background work: `close()` stops running realisations (at shutdown). */
@@ -110,9 +115,9 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   );
 
   const { clientConcurrentRealisations, clientRealisedBytesPerHour } = config.limits;
-  let limited: Realiser = realiser;
+  let limited: Realiser = deps.imports ? new ImportAwaitingRealiser(realiser, deps.imports, logger) : realiser;
   if (deps.currentClient && (clientConcurrentRealisations !== undefined || clientRealisedBytesPerHour !== undefined)) {
-    limited = new ClientLimitedRealiser(realiser, {
+    limited = new ClientLimitedRealiser(limited, {
       limits: { concurrentRealisations: clientConcurrentRealisations, realisedBytesPerHour: clientRealisedBytesPerHour },
       currentClient: deps.currentClient,
       measure: (paths, sinceMs) => registeredBytes(runner, shared.url, paths, sinceMs, lifetime.signal),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -5,7 +6,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkHealth } from '../../../src/server/health-check-client';
 import { narInfoText, partialPut, preparePush, putNar, putNarInfo, rawPutStatus, request, signed, type PreparedPush } from '../../support/cache-http';
+import { importsSettled } from '../../support/cache-imports';
 import { run as runProcess } from '../../support/e2e-process';
+import { runBytesWithInput } from '../../support/nix-run-bytes';
+import { encodeNixBase32 } from '../../../src/cache/nix-base32';
 import { makeNixClient } from '../../support/nix-client';
 import { buildPaths, makeChrootStore, nixAvailable, run, validIn } from '../../support/nix-fixtures';
 import { startProxy, type ProxyProcess } from '../../support/proxy-process';
@@ -113,18 +117,54 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
     await nothingValid(top);
   });
 
-  it('NarHash and NarSize that do not match the NAR: Nix refuses the import, 400 naming it', async () => {
+  it('NarHash and NarSize that do not match an uncompressed NAR: 400 naming them, before any import', async () => {
     const a = await fresh('narhash');
     const p = await staged(a);
+    const from = proxy.logLines().length;
     const wrongHash = { ...p.info, narHash: `sha256:${'0'.repeat(52)}` };
     const h = await putNarInfo(base, p.hash, narInfoText(signed(wrongHash, secretKey)), TOKEN);
     expect(h.status).toBe(400);
-    expect(h.body).toMatch(/hash mismatch importing path/);
+    expect(h.body).toMatch(new RegExp(`${a} was not imported: NarHash sha256:0{52} does not match the uploaded NAR`));
     const wrongSize = { ...p.info, narSize: p.info.narSize + 8 };
     const s = await putNarInfo(base, p.hash, narInfoText(signed(wrongSize, secretKey)), TOKEN);
     expect(s.status).toBe(400);
-    expect(s.body).toMatch(/size mismatch importing path/);
+    expect(s.body).toMatch(/NarSize \d+ does not match the uploaded NAR/);
+    expect(proxy.logLines().slice(from).some((l) => l.msg === 'importing pushed paths into the shared store')).toBe(false);
     await nothingValid(a);
+  });
+
+  it('a compressed NAR whose NarHash is wrong: accepted, Nix refuses the import, the next push of it gets 400 with Nix\'s reason, and a dependent is refused', async () => {
+    const a = await fresh('xz-narhash');
+    const plain = await preparePush(a, []);
+    const xz = await runBytesWithInput('xz', ['-c', '-1'], plain.nar);
+    const b32 = encodeNixBase32(createHash('sha256').update(xz).digest());
+    const p: PreparedPush = {
+      ...plain,
+      nar: xz,
+      fileName: `${b32}.nar.xz`,
+      info: { ...plain.info, url: `nar/${b32}.nar.xz`, compression: 'xz', fileHash: `sha256:${b32}`, fileSize: xz.length, narHash: `sha256:${'0'.repeat(52)}` },
+    };
+    expect((await putNar(base, p, TOKEN)).status).toBe(200);
+    const from = proxy.logLines().length;
+    const first = await putNarInfo(base, p.hash, narInfoText(signed(p.info, secretKey)), TOKEN);
+    // Answered before the import (a NarHash inside a compressed NAR is Nix's to check).
+    expect(first.status, first.body).toBe(200);
+    await importsSettled(proxy, [a], from);
+    const failure = proxy.logLines().slice(from).find((l) => l.msg === 'pushed path not imported');
+    expect(String(failure?.why)).toMatch(/hash mismatch importing path/);
+    await nothingValid(a);
+
+    const dependent = await fresh('xz-dependent', [a]);
+    const d = await staged(dependent, [a]);
+    const refused = await putNarInfo(base, d.hash, narInfoText(signed(d.info, secretKey)), TOKEN);
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatch(new RegExp(`its reference ${a} was pushed but could not be imported \\(.*hash mismatch importing path`));
+
+    const again = await putNarInfo(base, p.hash, narInfoText(signed(p.info, secretKey)), TOKEN);
+    expect(again.status).toBe(400);
+    expect(again.body).toMatch(/hash mismatch importing path/);
+    await nothingValid(a);
+    await nothingValid(dependent);
   });
 
   it('FileHash and FileSize that do not match the upload, and a NAR that does not hash to its name: 400', async () => {
@@ -191,8 +231,10 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
     );
     const drv = (await run('nix-instantiate', [expr])).trim();
     const client = makeNixClient(join(work, 'drv-client'), { token: UNSIGNED_TOKEN });
+    const from = proxy.logLines().length;
     const pushed = await runProcess('nix', ['copy', '--derivation', '--to', base, drv], { env: client.env });
     expect(pushed.code, pushed.stderr).toBe(0);
+    await importsSettled(proxy, [drv], from);
     expect(await validIn(store, [drv])).toEqual(new Set([drv]));
     const out = (await run('nix-store', ['--query', '--outputs', drv])).trim();
     expect(await validIn(store, [out])).toEqual(new Set());

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importsSettled } from '../../support/cache-imports';
 import { run as runProcess } from '../../support/e2e-process';
 import { makeNixClient, nixCopyTo, type NixClient } from '../../support/nix-client';
 import { buildPaths, closureOf, makeChrootStore, nixAvailable, run, validIn } from '../../support/nix-fixtures';
@@ -93,6 +94,7 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     const from = proxy.logLines().length;
     const pushed = await nixCopyTo(client('signer', TOKENS.signer), `${cacheUrl}?compression=zstd`, [top]);
     expect(pushed.code, pushed.stderr).toBe(0);
+    await importsSettled(proxy, closure, from);
     expect(await validIn(store, closure)).toEqual(new Set(closure));
     for (const p of closure) expect(rooted(p), p).toBe(true);
     expect(uploadsSince(from)).toEqual({ narinfos: closure.length, nars: closure.length });
@@ -114,8 +116,10 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     expect(String(log?.why)).toMatch(/carries no signature.*push-unsigned/);
     expect(await validIn(store, [p!])).toEqual(new Set());
 
+    const before = proxy.logLines().length;
     const accepted = await nixCopyTo(client('unsigned', TOKENS.unsigned), cacheUrl, [p!]);
     expect(accepted.code, accepted.stderr).toBe(0);
+    await importsSettled(proxy, [p!], before);
     expect(await validIn(store, [p!])).toEqual(new Set([p]));
     expect(rooted(p!)).toBe(true);
   }, 120_000);
@@ -138,8 +142,10 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
 
   it('the shared store is a substituter for a token holder: nix copy --from gets a pushed path back', async () => {
     const { r } = await buildPaths([{ name: 'r', files: { f: 'round trip' } }]);
+    const from = proxy.logLines().length;
     const push = await nixCopyTo(client('unsigned', TOKENS.unsigned), cacheUrl, [r!]);
     expect(push.code, push.stderr).toBe(0);
+    await importsSettled(proxy, [r!], from);
     const dest = await makeChrootStore(join(work, 'reader-store'));
     const reader = client('reader', TOKENS.reader);
     const got = await runProcess('nix', ['copy', '--no-check-sigs', '--from', cacheUrl, '--to', dest, r!], { env: reader.env });
