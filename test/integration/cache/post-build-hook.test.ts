@@ -1,3 +1,4 @@
+import { importCounts, importsSettled } from '../../support/cache-imports';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -167,6 +168,7 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     expect(pushed[0]).toContain(`pushed ${lib} to ${cacheUrl} in `);
     expect(pushed[1]).toContain(`pushed ${tool} to ${cacheUrl} in `);
 
+    await importsSettled(proxy, closure, from);
     expect(await validIn(store, closure)).toEqual(new Set(closure));
     for (const p of closure) expect(rooted(p), p).toBe(true);
     const accepted = proxy
@@ -174,7 +176,8 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
       .slice(from)
       .filter((l) => l.msg === 'push accepted');
     expect(accepted.map((l) => l.path).sort()).toEqual(closure);
-    expect(accepted.every((l) => l.client === 'pusher' && l.imported === true)).toBe(true);
+    expect(accepted.every((l) => l.client === 'pusher' && l.accepted === true)).toBe(true);
+    for (const [p, n] of importCounts(proxy, closure, from)) expect(n, p).toBe(1);
     // The shared store keeps the hook's signature.
     const info = JSON.parse(await run('nix', ['path-info', '--json', '--sigs', '--store', store, tool])) as Array<{ signatures?: string[] }>;
     expect(info[0]?.signatures?.some((s) => s.startsWith('hook-test-1:'))).toBe(true);
@@ -189,9 +192,11 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     expect(unsigned.stderr).toMatch(/signed by a key the proxy trusts \(NIX_REAPI_PROXY_SECRET_KEY_FILE\) unless the token has push-unsigned/);
     expect(await validIn(store, [p!])).toEqual(new Set());
 
+    const from = proxy.logLines().length;
     const signed = await runHook(clientEnv({ OUT_PATHS: p!, NIX_REAPI_PROXY_CACHE_URL: cacheUrl, NIX_REAPI_PROXY_SECRET_KEY_FILE: secretKeyFile }));
     expect(signed.code, signed.stderr).toBe(0);
     expect(signed.stderr).toContain(`pushed ${p} to ${cacheUrl}`);
+    await importsSettled(proxy, [p!], from);
     expect(await validIn(store, [p!])).toEqual(new Set([p]));
     expect(rooted(p!)).toBe(true);
   }, 120_000);
