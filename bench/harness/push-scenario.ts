@@ -71,8 +71,9 @@ async function freshClosure(dir: string, paths: number, bytes: number): Promise<
   const files = Array.from({ length: paths - 1 }, (_, i) => path.join(dir, `leaf-${i}`));
   for (const f of files) writeFileSync(f, randomBytes(bytes));
   const leaves = (await runNix('nix-store', ['--add', ...files])).split('\n').filter((l) => l.length > 0);
-  const { top } = await buildPaths([{ name: 'push-top', deps: leaves, files: { refs: leaves.join('\n') } }]);
-  return { top: top!, all: [...leaves, top!] };
+  const top = (await buildPaths([{ name: 'push-top', deps: leaves, files: { refs: leaves.join('\n') } }]))['push-top'];
+  if (!top) throw new Error('the closure top was not built');
+  return { top, all: [...leaves, top] };
 }
 
 async function nixCopy(url: string, top: string, clientDir: string, token?: string): Promise<number> {
