@@ -134,7 +134,6 @@ async function pushScenarios(opts: Options, upstream: ServerProcess): Promise<Sc
     await makeChrootStore(store);
     const token = `bench-${randomBytes(12).toString('hex')}`;
     writeFileSync(path.join(dir, 'tokens'), `bench:${token} push-unsigned\n`);
-    const lines: Array<Record<string, unknown>> = [];
     let cacheUrl: string | undefined;
     const proxy = await startProxy(
       opts,
@@ -142,13 +141,11 @@ async function pushScenarios(opts: Options, upstream: ServerProcess): Promise<Sc
       ['--shared-store', store, '--cache-listen', '127.0.0.1:0', '--auth-tokens-file', path.join(dir, 'tokens'), '--cache-staging-dir', path.join(dir, 'staging')],
       (line) => {
         if (line.msg === 'binary cache listening' && typeof line.publicUrl === 'string') cacheUrl = line.publicUrl;
-        if (line.msg === 'pushed path valid' || line.msg === 'pushed path not imported') lines.push(line);
       },
-      'debug',
     );
     started.push({ name: 'proxy with the binary cache', pid: proxy.pid });
     progress(`proxy with the binary cache ${cacheUrl} (pid ${proxy.pid}), shared store ${store}`);
-    const out = await pushScenario({ proxy, cacheUrl: cacheUrl!, token, lines: () => lines, profile: opts.profile, progress, judge: opts.profile.name !== 'tiny' });
+    const out = await pushScenario({ proxy, cacheUrl: cacheUrl!, token, store, profile: opts.profile, progress, judge: opts.profile.name !== 'tiny' });
     await stopProcess(proxy.child, 10_000);
     return out;
   } finally {

@@ -45,6 +45,8 @@ export interface CacheServerParts {
 }
 
 const TEXT = 'text/plain; charset=utf-8';
+/** A refused upload up to this size is read and dropped rather than cut off. */
+const DROP_BODY_MAX_BYTES = 8 * 1024 * 1024;
 
 export class CacheServer {
   private readonly server: Server;
@@ -247,9 +249,30 @@ export class CacheServer {
 
   private refuse(req: IncomingMessage, res: ServerResponse, status: number, message: string, client?: string): void {
     this.logger.info({ method: req.method, url: req.url?.slice(0, 200), status, client, why: message.slice(0, 500) }, 'binary cache request refused');
-    // A refused upload's body is not read: close the connection after answering rather than drain it.
-    if (!req.complete) res.setHeader('Connection', 'close');
+    if (!req.complete) this.dropBody(req, res);
     this.answer(res, status, `${message}\n`);
+  }
+
+  /**
+   * A refused upload's body: a small one the client is sending anyway is read
+   * and dropped (closing on it would reset the connection under the client's
+   * write, and it would never see the answer); a large one, or one the client
+   * holds back for `100 Continue`, is not read, and the connection closes
+   * after the answer.
+   */
+  private dropBody(req: IncomingMessage, res: ServerResponse): void {
+    const announced = Number(req.headers['content-length']);
+    if (req.headers.expect !== undefined || !(announced <= DROP_BODY_MAX_BYTES)) {
+      res.setHeader('Connection', 'close');
+      return;
+    }
+    let idle = setTimeout(() => req.socket.destroy(), this.o.uploadIdleTimeoutMs);
+    req.on('data', () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => req.socket.destroy(), this.o.uploadIdleTimeoutMs);
+    });
+    req.once('close', () => clearTimeout(idle));
+    req.resume();
   }
 
   private answer(res: ServerResponse, status: number, body: string, type = TEXT, head = false, length?: number): void {

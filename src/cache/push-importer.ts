@@ -65,6 +65,10 @@ export interface PushImporterOptions {
   onImported?: (path: string) => void;
   /** Paths imported by one `nix copy` at most. */
   maxBatch?: number;
+  /** An import starts once no push was accepted for this long (default 25 ms)... */
+  gatherQuietMs?: number;
+  /** ...or this long after it could have started (default 1 s). */
+  gatherMaxMs?: number;
   /** How long a path seen valid (or imported) counts as valid for reference checks. */
   knownValidTtlMs?: number;
 }
@@ -78,6 +82,8 @@ interface Pending {
 }
 
 const DEFAULT_MAX_BATCH = 500;
+const DEFAULT_GATHER_QUIET_MS = 25;
+const DEFAULT_GATHER_MAX_MS = 1_000;
 const DEFAULT_KNOWN_VALID_TTL_MS = 5 * 60_000;
 
 export class PushImporter {
@@ -271,11 +277,27 @@ export class PushImporter {
   }
 
   private async drain(): Promise<void> {
-    // Let the pushes that arrive in this tick join the first batch.
-    await new Promise<void>((r) => setImmediate(r));
+    const maxBatch = this.o.maxBatch ?? DEFAULT_MAX_BATCH;
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.o.maxBatch ?? DEFAULT_MAX_BATCH);
+      await this.gather(maxBatch);
+      const batch = this.queue.splice(0, maxBatch);
       await this.importBatch(batch);
+    }
+  }
+
+  /**
+   * Waits while pushes keep arriving (a client sends a closure one path at a
+   * time, milliseconds apart), so they share one `nix copy` (each costs a
+   * process start and a store transaction): until none arrived for
+   * `gatherQuietMs`, the batch is full, or `gatherMaxMs` has passed.
+   */
+  private async gather(maxBatch: number): Promise<void> {
+    const quietMs = this.o.gatherQuietMs ?? DEFAULT_GATHER_QUIET_MS;
+    const until = Date.now() + (this.o.gatherMaxMs ?? DEFAULT_GATHER_MAX_MS);
+    let seen = -1;
+    while (this.queue.length !== seen && this.queue.length < maxBatch && Date.now() < until && !this.lifetime.signal.aborted) {
+      seen = this.queue.length;
+      await new Promise<void>((r) => setTimeout(r, Math.max(0, Math.min(quietMs, until - Date.now()))));
     }
   }
 
@@ -284,25 +306,8 @@ export class PushImporter {
     const paths = batch.map((p) => p.info.storePath);
     this.o.logger.info({ paths: paths.length, first: paths[0], clients: [...new Set(batch.map((p) => p.client))] }, 'importing pushed paths into the shared store');
     let failure: unknown;
-    let stillInvalid: Set<string>;
-    try {
-      // Made valid meanwhile (another replica, a substituter copy): nothing to import for those.
-      stillInvalid = new Set(await this.invalid(paths));
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
-    }
-    const validAlready = batch.filter((p) => !stillInvalid.has(p.info.storePath));
-    if (validAlready.length > 0) {
-      // Rooted as if imported: the push is their last use.
-      await this.o.leases
-        .acquire(validAlready.map((p) => p.info.storePath))
-        .then((lease) => lease.release())
-        .catch((err: unknown) => this.o.logger.warn({ err: (err as Error).message }, 'could not root pushed paths that were valid already'));
-      for (const p of validAlready) this.settled(p, 'valid already');
-    }
-    const todo = batch.filter((p) => stillInvalid.has(p.info.storePath));
-    if (todo.length === 0) return;
+    // No validity query first: `nix copy` skips paths that became valid meanwhile (another replica).
+    const todo = batch;
     try {
       await this.copy(todo);
     } catch (err) {
@@ -326,9 +331,9 @@ export class PushImporter {
     for (const p of todo) p.reject(err);
   }
 
-  private settled(p: Pending, outcome: 'imported' | 'valid already'): void {
+  private settled(p: Pending, outcome: 'imported'): void {
     this.knownValid.set(p.info.storePath, true);
-    if (outcome === 'imported') this.o.onImported?.(p.info.storePath);
+    this.o.onImported?.(p.info.storePath);
     this.o.logger.debug({ path: p.info.storePath, client: p.client, outcome }, 'pushed path valid');
     p.resolve();
   }
