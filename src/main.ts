@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
-import type { HostPort } from './config/value-checks';
+import { formatHostPort, type HostPort } from './config/value-checks';
 import { packageVersion } from './config/version';
 import { createCasClient } from './execute/cas-client';
 import { createExecuteService } from './execute/execute-handler';
@@ -70,6 +70,18 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   const target = config.upstream;
   // First: a bad token file stops the start before anything else is opened.
   const tokens = config.authTokensFile ? new TokenStore(config.authTokensFile, logger) : undefined;
+  if (tokens) {
+    const plaintext = [
+      ...(config.tls.cert && config.tls.key ? [] : [`the gRPC listener ${formatHostPort(config.listen)}`]),
+      ...(config.cacheListen && !(config.cacheTls.cert && config.cacheTls.key) && !(config.tls.cert && config.tls.key) ? [`the binary cache ${formatHostPort(config.cacheListen)}`] : []),
+    ];
+    if (plaintext.length > 0) {
+      logger.warn(
+        { listeners: plaintext },
+        `tokens are checked on plaintext listeners (${plaintext.join(', ')}): anyone on the network path can read them; set tls.cert and tls.key (and cacheTls), or terminate TLS in front of the proxy`,
+      );
+    }
+  }
   const read = (file: string | undefined): Buffer | undefined => (file ? readFileSync(file) : undefined);
   const upstreamTls = {
     ca: read(config.upstreamTls.ca),

@@ -6,6 +6,7 @@
  * AbortSignal, bounded capture, and no process left behind.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
@@ -64,7 +65,17 @@ export interface SpawnNixRunnerOptions {
   maxStderrBytes?: number;
   /** Between SIGTERM and SIGKILL when stopping a process. */
   killGraceMs?: number;
+  /**
+   * Runs each process under `setpriv --pdeathsig KILL` (util-linux), so Nix
+   * processes die with the proxy even when it is killed with SIGKILL and
+   * cannot stop them itself. Default: on where /usr/bin/setpriv exists.
+   */
+  dieWithProxy?: boolean;
 }
+
+const SETPRIV = '/usr/bin/setpriv';
+/** setpriv's exit codes when it cannot exec the program (util-linux: EX_EXEC_FAILED, EX_EXEC_ENOENT). */
+const SETPRIV_EXEC_FAILED = new Set([126, 127]);
 
 /**
  * Appended to any NIX_CONFIG the proxy inherits. Empty `substituters` keeps
@@ -94,12 +105,14 @@ export class SpawnNixRunner implements NixRunner {
   private readonly maxStdout: number;
   private readonly maxStderr: number;
   private readonly killGraceMs: number;
+  private readonly dieWithProxy: boolean;
 
   constructor(private readonly options: SpawnNixRunnerOptions) {
     this.env = nixEnvironment(options.env ?? process.env);
     this.maxStdout = options.maxStdoutBytes ?? 64 * 1024 * 1024;
     this.maxStderr = options.maxStderrBytes ?? 64 * 1024;
     this.killGraceMs = options.killGraceMs ?? 2_000;
+    this.dieWithProxy = options.dieWithProxy ?? existsSync(SETPRIV);
   }
 
   run(inv: NixInvocation, signal: AbortSignal): Promise<NixOutcome> {
@@ -112,7 +125,8 @@ export class SpawnNixRunner implements NixRunner {
     return new Promise<NixOutcome>((resolve, reject) => {
       // detached: the child leads its own process group, so ssh and other
       // helpers it starts are stopped with it.
-      const child = spawn(file, [...inv.args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const [program, args] = this.dieWithProxy ? [SETPRIV, ['--pdeathsig', 'KILL', '--', file, ...inv.args]] : [file, [...inv.args]];
+      const child = spawn(program, args, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       const stdout: Buffer[] = [];
       let stdoutBytes = 0;
       let stderrTail = '';
@@ -186,19 +200,19 @@ export class SpawnNixRunner implements NixRunner {
         partialLine = parts.pop()!.slice(-MAX_LINE);
         for (const line of parts) if (line.trim()) inv.onStderrLine(line.slice(0, MAX_LINE));
       });
+      const notRunnable = (why: string, cause?: Error): ProxyError =>
+        new ProxyError(
+          Code.UNAVAILABLE,
+          'NIX_NOT_RUNNABLE',
+          `cannot run ${file}: ${why}; install Nix (2.8 or later) on the proxy host, or set nixBinDir to the directory holding nix and nix-store`,
+          cause ? { cause } : undefined,
+        );
       child.on('error', (err: NodeJS.ErrnoException) => {
         if (settled) return;
         // Spawn failures (ENOENT, EACCES) arrive here and 'close' may follow; answer once.
         if (child.pid === undefined) {
           finish();
-          reject(
-            new ProxyError(
-              Code.UNAVAILABLE,
-              'NIX_NOT_RUNNABLE',
-              `cannot run ${file}: ${err.code ?? err.message}; install Nix (2.8 or later) on the proxy host, or set nixBinDir to the directory holding nix and nix-store`,
-              { cause: err },
-            ),
-          );
+          reject(notRunnable(err.code ?? err.message, err));
         }
       });
       child.on('close', (exitCode, sig) => {
@@ -206,6 +220,10 @@ export class SpawnNixRunner implements NixRunner {
         finish();
         if (stopReason) {
           reject(stopReason);
+          return;
+        }
+        if (this.dieWithProxy && exitCode !== null && SETPRIV_EXEC_FAILED.has(exitCode) && /^setpriv: failed to execute/m.test(stderrTail)) {
+          reject(notRunnable(stderrTail.trim().split('\n').pop()!.replace(/^setpriv: failed to execute \S+: /, '')));
           return;
         }
         resolve({

@@ -65,6 +65,9 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     ]);
     cacheUrl = proxy.cacheUrl!;
     expect(cacheUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // Tokens over plaintext: said once at start, naming both listeners.
+    const warning = proxy.logLines().find((l) => String(l.msg).startsWith('tokens are checked on plaintext listeners'));
+    expect(warning?.listeners).toEqual([expect.stringMatching(/^the gRPC listener 127\.0\.0\.1:0$/), expect.stringMatching(/^the binary cache 127\.0\.0\.1:0$/)]);
   }, 120_000);
 
   afterAll(async () => {
