@@ -310,12 +310,24 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   return { execute, waitExecution };
 }
 
+/** Longest instance name an Execute may carry (real ones are a few words). */
+const MAX_INSTANCE_NAME = 1024;
+
 function parseExecuteRequest(message: Buffer): ParsedExecute {
   let request: { instanceName?: string; actionDigest?: DigestLike; digestFunction?: number };
   try {
     request = decodeStrict(T.ExecuteRequest, message) as typeof request;
   } catch (err) {
     throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', `the ExecuteRequest does not decode (${(err as Error).message})`, { cause: err });
+  }
+  const instanceName = request.instanceName ?? '';
+  if (instanceName.length > MAX_INSTANCE_NAME) {
+    // It goes into the operation name, every log line about the action and every CAS read.
+    throw new ProxyError(
+      Code.INVALID_ARGUMENT,
+      'BAD_INSTANCE_NAME',
+      `ExecuteRequest.instance_name is ${instanceName.length} characters; the proxy accepts at most ${MAX_INSTANCE_NAME} (set --remote_instance_name / instance_name to your cluster's instance)`,
+    );
   }
   // Checked first: without a digest, "a hash of 0 characters" would be the confusing complaint.
   if (!request.actionDigest) toBlobDigest(undefined, 0, 'ExecuteRequest.action_digest');

@@ -292,12 +292,32 @@ describe('Execute', () => {
   it.each<[string, Buffer]>([
     ['garbage', Buffer.from([0x0a, 0xff, 0xff])],
     ['a malformed action digest', Buffer.from(T.ExecuteRequest.encode({ actionDigest: { hash: 'xyz', sizeBytes: 1 } }).finish())],
+    [
+      'an instance name of 100,000 characters',
+      Buffer.from(T.ExecuteRequest.encode({ instanceName: 'i'.repeat(100_000), actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 } }).finish()),
+    ],
   ])('refuses %s with INVALID_ARGUMENT', async (_name, message) => {
     const { service } = setup();
     const call = new FakeServerCall(EXECUTE_PATH, message);
     await service.execute(call);
     expect(call.status?.code).toBe(Code.INVALID_ARGUMENT);
     expect(call.messages).toHaveLength(0);
+  });
+
+  it('names the limit when the instance name is too long, and takes one at the limit', async () => {
+    const { service } = setup();
+    const long = new FakeServerCall(
+      EXECUTE_PATH,
+      Buffer.from(T.ExecuteRequest.encode({ instanceName: 'i'.repeat(1025), actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 } }).finish()),
+    );
+    await service.execute(long);
+    expect(long.status?.message).toMatch(/instance_name is 1025 characters; the proxy accepts at most 1024/);
+    const atLimit = new FakeServerCall(
+      EXECUTE_PATH,
+      Buffer.from(T.ExecuteRequest.encode({ instanceName: 'i'.repeat(1024), actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 } }).finish()),
+    );
+    await service.execute(atLimit);
+    expect(atLimit.status?.message ?? '').not.toMatch(/instance_name/);
   });
 });
 
