@@ -12,7 +12,8 @@ import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics
 import { PrometheusMetrics } from './metrics/prometheus-metrics';
 import { Http2UpstreamCaller } from './passthrough/http2-upstream-caller';
 import { UpstreamPool } from './passthrough/upstream-pool';
-import { CallRouter, type CallObserver, type ExecuteService } from './server/call-router';
+import type { CallObserver } from './rpc/call-observer';
+import { CallRouter, type ExecuteService } from './server/call-router';
 import { Admission } from './server/auth/admission';
 import { currentClient } from './server/auth/client-scope';
 import { TokenStore } from './server/auth/token-store';
@@ -20,7 +21,7 @@ import { HealthService } from './server/health-service';
 import { ProxyServer } from './server/proxy-server';
 import { startBinaryCache, type RunningBinaryCache } from './cache/create-binary-cache';
 import { createGcRoots } from './gc/create-gc-roots';
-import { createClosureEnsurer } from './store/create-closure-ensurer';
+import { createClosureEnsurer } from './compose/create-closure-ensurer';
 import { ImportsInFlight } from './store/imports-in-flight';
 import { configuredNixRunner, type NixRunner } from './store/nix-command';
 

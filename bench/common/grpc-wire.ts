@@ -4,7 +4,7 @@
  * without a protobuf library, so their own cost stays small next to the
  * proxy's. Pure.
  */
-import { FRAME_HEADER_BYTES } from '../../src/reapi/grpc-frame';
+import { FRAME_HEADER_BYTES } from '../../src/rpc/grpc-frame';
 import { readVarint, writeVarint } from '../../src/reapi/wire';
 
 export { FRAME_HEADER_BYTES };

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { FrameDecoder } from '../../src/reapi/grpc-frame';
+import { FrameDecoder } from '../../src/rpc/grpc-frame';
 import { Code } from '../../src/reapi/grpc-status';
 import { fields, framePrefix, lenPrefix, varintField } from '../common/grpc-wire';
 import type { Handler } from './cas-handlers';

@@ -1,6 +1,6 @@
 import type { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
-import type { CallStatus } from '../server/server-call';
+import type { CallStatus } from '../rpc/server-call';
 import { encodeStatus } from './operation-messages';
 
 /**

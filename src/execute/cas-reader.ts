@@ -1,6 +1,6 @@
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
-import type { Metadata } from '../server/server-call';
+import type { Metadata } from '../rpc/server-call';
 import { digestKey, type BlobDigest } from './digests';
 
 /** On whose behalf, and within what bounds, a CAS read runs. */

@@ -1,4 +1,4 @@
-import type { Metadata } from '../server/server-call';
+import type { Metadata } from '../rpc/server-call';
 
 /**
  * Which of the client's headers go with the proxy's own CAS reads: the

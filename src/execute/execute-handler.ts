@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
+import type { ExecuteService } from '../server/call-router';
 import type { Config } from '../config/config';
 import { ProxyError, toProxyError } from '../errors';
 import type { UpstreamCaller } from '../passthrough/upstream-caller';
 import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
 import { decodeStrict } from '../reapi/strict-wire';
-import type { ServerCall } from '../server/server-call';
+import type { ServerCall } from '../rpc/server-call';
 import type { ClosureEnsurer } from '../store/closure-ensurer';
 import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { NO_LEASES, type PathLease, type PathLeases } from '../gc/path-leases';
@@ -38,13 +39,6 @@ export interface ExecuteServiceDeps {
     /** How long a preparation goes on with no call following it (default: 30 s, at least 2 progress intervals). */
     detachGraceMs?: number;
   };
-}
-
-export interface ExecuteService {
-  /** /build.bazel.remote.execution.v2.Execution/Execute. Resolves once the call has ended; never rejects. */
-  execute(call: ServerCall): Promise<void>;
-  /** /build.bazel.remote.execution.v2.Execution/WaitExecution. Resolves once the call has ended; never rejects. */
-  waitExecution(call: ServerCall): Promise<void>;
 }
 
 interface ParsedExecute {

@@ -1,8 +1,8 @@
 import type { UpstreamCaller } from '../passthrough/upstream-caller';
-import { encodeFrame } from '../reapi/grpc-frame';
+import { encodeFrame } from '../rpc/grpc-frame';
 import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
-import type { ServerCall } from '../server/server-call';
+import type { ServerCall } from '../rpc/server-call';
 import { callStatusFor } from './call-status';
 import type { ExecutionEntry } from './execution-entry';
 import type { OperationRegistry } from './operation-registry';

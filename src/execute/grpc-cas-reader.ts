@@ -7,7 +7,7 @@ import { planBatches } from './batch-plan';
 import { abortError, missingBlobsError, type CasReadContext, type CasReader } from './cas-reader';
 import { forwardableMetadata } from './client-metadata';
 import { byteStreamReadName, digestKey, verifyBlob, type BlobDigest } from './digests';
-import { runLimited } from './run-limited';
+import { runLimited } from '../util/run-limited';
 
 const BATCH_READ = '/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs';
 const BYTESTREAM_READ = '/google.bytestream.ByteStream/Read';

@@ -5,7 +5,7 @@ import { isStorePath } from '../nix/store-path';
 import { Code } from '../reapi/grpc-status';
 import { T } from '../reapi/protos';
 import { decodeStrict } from '../reapi/strict-wire';
-import type { Metadata } from '../server/server-call';
+import type { Metadata } from '../rpc/server-call';
 import type { ClosureEnsurer, EnsureReport } from '../store/closure-ensurer';
 import { collectActionReferences, tooManyPaths, type ActionFields, type CommandFields, type References } from './action-references';
 import type { CasReadContext, CasReader } from './cas-reader';

@@ -9,7 +9,7 @@ import { tooManyPaths, type References } from './action-references';
 import { abortError } from './cas-reader';
 import { digestFunctionName, digestKey, toBlobDigest, type BlobDigest } from './digests';
 import { byteBound, capWhere, pathSetBytes } from './memo-size';
-import { runLimited } from './run-limited';
+import { runLimited } from '../util/run-limited';
 
 /**
  * Finds the store paths an input tree references: symlink targets, file

@@ -29,7 +29,7 @@
 import type { Logger } from 'pino';
 import { STORE_PATH_RE } from '../nix/store-path';
 import type { Metrics } from '../metrics/metrics';
-import { Semaphore } from '../store/semaphore';
+import { Semaphore } from '../util/semaphore';
 import { tellRunningGc } from './gc-socket';
 import type { PathLease, PathLeases } from './path-leases';
 import type { RootFs } from './root-fs';

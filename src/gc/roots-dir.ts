@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
-import { Semaphore } from '../store/semaphore';
+import { Semaphore } from '../util/semaphore';
 import { decodeLease, encodeLease, leaseFileName, leaseIsLive, LEASE_SUFFIX, MAX_LEASE_TTL_MS, type LeaseRecord } from './lease-file';
 import { isOwnRoot, LEASES_SUBDIR, rootFileName, storePathOfEntry } from './root-entries';
 import { errorCode, type RootFs } from './root-fs';

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { codeName } from '../reapi/grpc-status';
-import type { CallObserver } from '../server/call-router';
+import type { CallObserver } from '../rpc/call-observer';
 import { methodLabels } from './grpc-method-labels';
 import { PREPARE_STEPS, type CacheName, type ExecutePrepared, type Metrics, type PrepareSteps } from './metrics';
 

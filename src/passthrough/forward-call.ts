@@ -1,9 +1,9 @@
 import type { ServerHttp2Stream } from 'node:http2';
-import { FRAME_HEADER_BYTES, encodeFrame } from '../reapi/grpc-frame';
-import { FrameSizeGuard } from '../reapi/frame-size-guard';
+import { FRAME_HEADER_BYTES, encodeFrame } from '../rpc/grpc-frame';
+import { FrameSizeGuard } from '../rpc/frame-size-guard';
 import { Code } from '../reapi/grpc-status';
-import { onDeadline } from '../server/deadline-timer';
-import { endWithStatus } from '../server/grpc-respond';
+import { onDeadline } from '../rpc/deadline-timer';
+import { endWithStatus } from '../rpc/grpc-respond';
 import { UpstreamExchange, type HeaderMap } from './upstream-exchange';
 import type { UpstreamPool } from './upstream-pool';
 import { WRITE_AHEAD, type WriteAheadSlot } from './write-ahead';

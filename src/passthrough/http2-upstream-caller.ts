@@ -1,6 +1,6 @@
-import { FrameDecoder, framePayload } from '../reapi/grpc-frame';
+import { FrameDecoder, framePayload } from '../rpc/grpc-frame';
 import { Code, decodeGrpcMessage } from '../reapi/grpc-status';
-import type { ServerCall } from '../server/server-call';
+import type { ServerCall } from '../rpc/server-call';
 import type { RelayOptions, RelayOutcome, UpstreamCaller } from './upstream-caller';
 import { UpstreamExchange, type HeaderMap } from './upstream-exchange';
 import type { UpstreamPool } from './upstream-pool';

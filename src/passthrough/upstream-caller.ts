@@ -1,4 +1,4 @@
-import type { ServerCall } from '../server/server-call';
+import type { ServerCall } from '../rpc/server-call';
 
 /**
  * Relays one call to the upstream on behalf of a handler that already read the

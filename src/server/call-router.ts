@@ -6,11 +6,12 @@ import { clampMaxBatchSize } from '../passthrough/capabilities-clamp';
 import { forwardCall, type ForwardOptions } from '../passthrough/forward-call';
 import { headersFromRaw, metadataFromHeaders, parseGrpcTimeout } from '../passthrough/headers';
 import type { UpstreamPool } from '../passthrough/upstream-pool';
+import type { CallObserver } from '../rpc/call-observer';
 import { runAsClient } from './auth/client-scope';
-import { endWithStatus } from './grpc-respond';
+import { endWithStatus } from '../rpc/grpc-respond';
 import { HEALTH_CHECK, HEALTH_WATCH, type HealthService } from './health-service';
 import { Http2ServerCall } from './http2-server-call';
-import type { CallStatus, Metadata, ServerCall } from './server-call';
+import type { CallStatus, Metadata, ServerCall } from '../rpc/server-call';
 
 
 /** Characters a gRPC method path never has; see route(). */
@@ -21,13 +22,10 @@ export const GET_CAPABILITIES = '/build.bazel.remote.execution.v2.Capabilities/G
 
 /** The Nix-aware handlers; absent when no shared store is configured (pure pass-through). */
 export interface ExecuteService {
+  /** /build.bazel.remote.execution.v2.Execution/Execute. Resolves once the call has ended; never rejects. */
   execute(call: ServerCall): Promise<void>;
+  /** /build.bazel.remote.execution.v2.Execution/WaitExecution. Resolves once the call has ended; never rejects. */
   waitExecution(call: ServerCall): Promise<void>;
-}
-
-export interface CallObserver {
-  /** Called once per finished call. */
-  callDone(path: string, code: number, durationMs: number): void;
 }
 
 export interface RouterDeps {

@@ -1,7 +1,7 @@
 import { ProxyError } from '../errors';
 import { T } from '../reapi/protos';
 import { Code } from '../reapi/grpc-status';
-import type { ServerCall } from './server-call';
+import type { ServerCall } from '../rpc/server-call';
 
 export const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
 export const HEALTH_WATCH = '/grpc.health.v1.Health/Watch';

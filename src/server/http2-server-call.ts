@@ -1,10 +1,10 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import { ProxyError } from '../errors';
-import { FrameDecoder, encodeFrame, framePayload } from '../reapi/grpc-frame';
+import { FrameDecoder, encodeFrame, framePayload } from '../rpc/grpc-frame';
 import { Code } from '../reapi/grpc-status';
-import { onDeadline } from './deadline-timer';
-import { endWithStatus } from './grpc-respond';
-import type { CallStatus, Metadata, ServerCall, UnaryRequest } from './server-call';
+import { onDeadline } from '../rpc/deadline-timer';
+import { endWithStatus } from '../rpc/grpc-respond';
+import type { CallStatus, Metadata, ServerCall, UnaryRequest } from '../rpc/server-call';
 
 /**
  * `ServerCall` over a node:http2 server stream, for the calls the proxy answers

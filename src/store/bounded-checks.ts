@@ -8,7 +8,7 @@
  * processes, not 100.) A caller that gives up stops waiting at once; the
  * merged process is cancelled only when every caller in it gave up.
  */
-import { cancelledError, untilAborted } from './abortable';
+import { cancelledError, untilAborted } from '../util/abortable';
 import type { PathSource, SharedStore } from './shared-store';
 
 interface Waiter {

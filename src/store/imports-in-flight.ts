@@ -5,7 +5,7 @@
  * has just pushed waits for that import instead of failing it as missing.
  * Each entry settles when the import does, resolving or rejecting.
  */
-import { untilAborted } from './abortable';
+import { untilAborted } from '../util/abortable';
 
 export class ImportsInFlight {
   private readonly imports = new Map<string, Promise<void>>();

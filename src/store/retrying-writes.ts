@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import { isProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
-import { sleep } from './abortable';
+import { sleep } from '../util/abortable';
 import type { PathSource, SharedStore } from './shared-store';
 
 export interface RetryOptions {

@@ -7,7 +7,7 @@
  * retries, so a retry waits its turn again.
  */
 import type { PathSource, SharedStore } from './shared-store';
-import { Semaphore } from './semaphore';
+import { Semaphore } from '../util/semaphore';
 
 export class SerialisedWrites implements SharedStore {
   readonly url: string;

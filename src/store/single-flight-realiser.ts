@@ -10,7 +10,7 @@
  * waiter and are then forgotten: the next call for a failed path tries again.
  */
 import type { Logger } from 'pino';
-import { untilAborted } from './abortable';
+import { untilAborted } from '../util/abortable';
 import type { PathOutcome, Realiser } from './shared-store';
 
 interface Deferred {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
 import { baseName } from '../nix/store-path';
-import { sleep } from './abortable';
+import { sleep } from '../util/abortable';
 import type { ClosureEnsurer, EnsureReport } from './closure-ensurer';
 import { pathExists, type ExistsProbe } from './local-dir-check';
 import { Reasons } from './shared-store';

@@ -3,7 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { Code } from '../../reapi/grpc-status';
 import { HEALTH_CHECK, HEALTH_WATCH } from '../health-service';
-import type { CallStatus, Metadata } from '../server-call';
+import type { CallStatus, Metadata } from '../../rpc/server-call';
 import { bearerToken } from './token-file';
 
 export interface TokenLookup {

@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, type Config } from '../../../src/config/config';
-import { createExecuteService, type ExecuteService } from '../../../src/execute/execute-handler';
+import { createExecuteService } from '../../../src/execute/execute-handler';
+import type { ExecuteService } from '../../../src/server/call-router';
 import { EXECUTE_PATH, WAIT_EXECUTION_PATH } from '../../../src/execute/follow-execution';
 import { GrpcCasReader } from '../../../src/execute/grpc-cas-reader';
 import { EXECUTE_OPERATION_METADATA_URL, Stage } from '../../../src/execute/operation-messages';

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { RelayOptions, RelayOutcome, UpstreamCaller } from '../../../src/passthrough/upstream-caller';
-import { encodeFrame } from '../../../src/reapi/grpc-frame';
+import { encodeFrame } from '../../../src/rpc/grpc-frame';
 import { Code } from '../../../src/reapi/grpc-status';
 import { T } from '../../../src/reapi/protos';
-import type { CallStatus, Metadata, ServerCall, UnaryRequest } from '../../../src/server/server-call';
+import type { CallStatus, Metadata, ServerCall, UnaryRequest } from '../../../src/rpc/server-call';
 import type { ClosureEnsurer, EnsureReport } from '../../../src/store/closure-ensurer';
 
 /** A ServerCall driven by the test: records what the handler sends; `cancel()` plays a client going away. */

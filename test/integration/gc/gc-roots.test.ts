@@ -19,7 +19,7 @@ import { nodeRootFs, type RootFs } from '../../../src/gc/root-fs';
 import { runPrune } from '../../../src/gc/run-prune';
 import { NO_METRICS } from '../../../src/metrics/metrics';
 import type { ClosureEnsurer } from '../../../src/store/closure-ensurer';
-import { createClosureEnsurer, type OwnedClosureEnsurer } from '../../../src/store/create-closure-ensurer';
+import { createClosureEnsurer, type OwnedClosureEnsurer } from '../../../src/compose/create-closure-ensurer';
 import { SpawnNixRunner, type NixInvocation, type NixRunner } from '../../../src/store/nix-command';
 import { buildPaths, closureOf, FIXTURE_NIX_CONFIG, makeChrootStore, nixAvailable, run, validIn } from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../../src/config/config';
 import { ProxyError } from '../../../src/errors';
 import { Code } from '../../../src/reapi/grpc-status';
-import { createClosureEnsurer, type ClosureEnsurerDeps } from '../../../src/store/create-closure-ensurer';
+import { createClosureEnsurer, type ClosureEnsurerDeps } from '../../../src/compose/create-closure-ensurer';
 import { pathExists } from '../../../src/store/local-dir-check';
 import { SpawnNixRunner } from '../../../src/store/nix-command';
 import {

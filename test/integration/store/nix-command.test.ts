@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors';
 import { Code } from '../../../src/reapi/grpc-status';
 import { DEFAULTS } from '../../../src/config/config';
-import { createClosureEnsurer } from '../../../src/store/create-closure-ensurer';
+import { createClosureEnsurer } from '../../../src/compose/create-closure-ensurer';
 import { runOverPaths, SpawnNixRunner } from '../../../src/store/nix-command';
 import { testLogger } from '../../support/test-logger';
 import { typed } from '../../support/config-values';

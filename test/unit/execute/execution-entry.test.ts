@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ExecutionEntry } from '../../../src/execute/execution-entry';
 import { finishedOperation, operationHead, queuedOperation } from '../../../src/execute/operation-messages';
 import { OperationRegistry } from '../../../src/execute/operation-registry';
-import { encodeFrame } from '../../../src/reapi/grpc-frame';
+import { encodeFrame } from '../../../src/rpc/grpc-frame';
 import { T } from '../../../src/reapi/protos';
 import { sha256Digest } from './fixtures';
 

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors';
 import { clampMaxBatchSize } from '../../../src/passthrough/capabilities-clamp';
-import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrame, framePayload } from '../../../src/reapi/grpc-frame';
+import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrame, framePayload } from '../../../src/rpc/grpc-frame';
 import { Code } from '../../../src/reapi/grpc-status';
 import { T } from '../../../src/reapi/protos';
 import { decodeStrict, wireFormProblem } from '../../../src/reapi/strict-wire';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FrameSizeGuard } from '../../../src/reapi/frame-size-guard';
+import { FrameSizeGuard } from '../../../src/rpc/frame-size-guard';
 
 function frame(length: number): Buffer {
   const out = Buffer.alloc(5 + length, 0xab);

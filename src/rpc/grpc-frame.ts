@@ -1,6 +1,6 @@
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { ProxyError } from '../errors';
-import { Code } from './grpc-status';
+import { Code } from '../reapi/grpc-status';
 
 /** gRPC length-prefixed message framing: 1 byte compressed flag, 4 bytes big-endian length, payload. */
 export const FRAME_HEADER_BYTES = 5;

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULTS, type Config } from '../../../src/config/config';
 import { ProxyError } from '../../../src/errors';
 import { Code } from '../../../src/reapi/grpc-status';
-import { createClosureEnsurer, type OwnedClosureEnsurer } from '../../../src/store/create-closure-ensurer';
+import { createClosureEnsurer, type OwnedClosureEnsurer } from '../../../src/compose/create-closure-ensurer';
 import type { EnsureReport } from '../../../src/store/closure-ensurer';
 import { testLogger } from '../../support/test-logger';
-import { FakeNix, storePath } from './fake-nix';
+import { FakeNix, storePath } from '../store/fake-nix';
 import { typed, type TextOverrides } from '../../support/config-values';
 
 const SHARED = '/shared';
