@@ -1,3 +1,4 @@
+import { CONNECTION_SPECIFIC } from '../passthrough/headers';
 import type { Metadata } from '../rpc/server-call';
 
 /**
@@ -7,18 +8,7 @@ import type { Metadata } from '../rpc/server-call';
  * connection sets for itself (deadline, encodings, content type, user agent).
  * Pure.
  */
-const TRANSPORT_HEADERS = new Set([
-  'content-type',
-  'content-length',
-  'te',
-  'user-agent',
-  'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-]);
+const TRANSPORT_HEADERS: ReadonlySet<string> = new Set([...CONNECTION_SPECIFIC, 'content-type', 'content-length', 'te', 'user-agent']);
 
 export type MetadataPair = [key: string, value: string | Buffer];
 

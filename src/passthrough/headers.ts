@@ -6,7 +6,8 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
  * names as repeated fields) and drop only pseudo-headers and the fields HTTP/2
  * forbids between hops.
  */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+/** The fields that belong to one connection, never forwarded (RFC 9113 8.2.2, plus host and http2-settings). */
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
 /** Builds a header object from node's flat rawHeaders list, keeping repeated names as arrays. */
 export function headersFromRaw(raw: readonly string[]): Record<string, string | string[]> {
