@@ -143,7 +143,16 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   const clientCertificates = Boolean(config.tls.clientCa && config.tls.cert && config.tls.key);
   const perClient = config.limits.clientConcurrentRealisations !== undefined || config.limits.clientRealisedBytesPerHour !== undefined;
   const admission = tokens || clientCertificates || perClient ? new Admission({ tokens, clientCertificates, logger }) : undefined;
-  const router = new CallRouter({ pool, health, execute, maxMessageBytes: config.maxMessageBytes, logger, observer, admission });
+  const router = new CallRouter({
+    pool,
+    health,
+    execute,
+    maxMessageBytes: config.maxMessageBytes,
+    requestReadTimeoutMs: config.limits.requestReadTimeoutMs,
+    logger,
+    observer,
+    admission,
+  });
   const { host, port } = splitHostPort(config.listen);
   const server = new ProxyServer(
     {

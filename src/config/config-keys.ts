@@ -186,6 +186,8 @@ const SPECS = [
     description: 'Input files larger than this are not scanned for store paths.' },
   { path: 'limits.scanTotalBytes', kind: 'size', valueName: 'SIZE', min: 1,
     description: 'Total bytes of file contents scanned per Execute.' },
+  { path: 'limits.requestReadTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
+    description: 'Longest wait for the request message of a call the proxy answers itself (Execute, WaitExecution, Health); then DEADLINE_EXCEEDED.' },
   { path: 'limits.prepareTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
     description: 'Longest preparation of one Execute (tree walk, store check, realisation).' },
   { path: 'limits.nixCommandTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,

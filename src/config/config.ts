@@ -128,6 +128,8 @@ export interface Config {
     scanTotalBytes: number;
     /** Whole preparation of one Execute (tree walk, check, realise). */
     prepareTimeoutMs: number;
+    /** Longest wait for the request message of a call the proxy answers itself. */
+    requestReadTimeoutMs: number;
     /** One Nix process. */
     nixCommandTimeoutMs: number;
     /** Realisations running at once (across all stores). */
@@ -197,6 +199,7 @@ export const DEFAULTS: Config = {
     scanFileBytes: 1024 * 1024,
     scanTotalBytes: 256 * 1024 * 1024,
     prepareTimeoutMs: 30 * 60_000,
+    requestReadTimeoutMs: 60_000,
     nixCommandTimeoutMs: 10 * 60_000,
     concurrentRealisations: 4,
     realiseRetries: 3,

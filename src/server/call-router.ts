@@ -14,6 +14,8 @@ import { Http2ServerCall } from './http2-server-call';
 import type { CallStatus, Metadata, ServerCall } from '../rpc/server-call';
 
 
+/** Largest Health request read (a HealthCheckRequest is one service name). */
+const HEALTH_MAX_REQUEST_BYTES = 16 * 1024;
 /** Characters a gRPC method path never has; see route(). */
 const NOT_PLAIN_PATH = /[?#%]/;
 export const EXECUTE = '/build.bazel.remote.execution.v2.Execution/Execute';
@@ -33,6 +35,8 @@ export interface RouterDeps {
   health: HealthService;
   execute?: ExecuteService;
   maxMessageBytes: number;
+  /** Longest wait for the request message of a call answered here (limits.requestReadTimeoutMs). */
+  requestReadTimeoutMs?: number;
   logger: Logger;
   observer?: CallObserver;
   /** Who is calling and may they (src/server/auth); absent = everyone, unnamed. */
@@ -101,7 +105,9 @@ export class CallRouter {
     handler: (call: ServerCall) => Promise<void>,
     done: (code: number) => void,
   ): void {
-    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, this.deps.maxMessageBytes, client);
+    // A Health request is a service name: no reason to buffer megabytes for it before anything is checked.
+    const maxBytes = path === HEALTH_CHECK || path === HEALTH_WATCH ? Math.min(HEALTH_MAX_REQUEST_BYTES, this.deps.maxMessageBytes) : this.deps.maxMessageBytes;
+    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, maxBytes, client, this.deps.requestReadTimeoutMs);
     let code: number = Code.OK;
     // Everything the handler awaits knows whom it works for (per-client limits on the store side).
     runAsClient(client, () => handler(call))

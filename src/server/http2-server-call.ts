@@ -28,6 +28,8 @@ export class Http2ServerCall implements ServerCall {
     readonly peer: string,
     private readonly maxMessageBytes: number,
     readonly client?: string,
+    /** Longest wait for the request message (a stream that announces a message and never sends it holds memory). */
+    private readonly readTimeoutMs = 60_000,
   ) {
     this.signal = this.controller.signal;
     this.done = new Promise((r) => (this.resolveDone = r));
@@ -67,7 +69,19 @@ export class Http2ServerCall implements ServerCall {
       const frames: Buffer[] = [];
       let message: Buffer | undefined;
       let failed = false;
+      const timer = setTimeout(
+        () =>
+          fail(
+            new ProxyError(
+              Code.DEADLINE_EXCEEDED,
+              'REQUEST_READ_TIMEOUT',
+              `the request message of ${this.path} did not arrive within ${this.readTimeoutMs} ms (limits.requestReadTimeoutMs)`,
+            ),
+          ),
+        this.readTimeoutMs,
+      );
       const fail = (err: unknown): void => {
+        clearTimeout(timer);
         if (failed) return;
         failed = true;
         this.stream.removeAllListeners('data');
@@ -94,6 +108,7 @@ export class Http2ServerCall implements ServerCall {
         if (frames.length !== 1 || message === undefined || decoder.pendingBytes !== 0) {
           return fail(new ProxyError(Code.INVALID_ARGUMENT, 'NO_REQUEST_MESSAGE', `${this.path} needs exactly one complete request message`));
         }
+        clearTimeout(timer);
         resolve({ frame: frames[0]!, message });
       });
       this.signal.addEventListener('abort', () => fail(this.signal.reason), { once: true });

@@ -101,6 +101,7 @@ function samples(): Record<ConfigPath, Sample> {
     'limits.scanFileBytes': { text: '512KiB', value: 512 * 1024 },
     'limits.scanTotalBytes': { text: '1GiB', value: 1024 ** 3 },
     'limits.prepareTimeoutMs': { text: '2h', value: 7_200_000 },
+    'limits.requestReadTimeoutMs': { text: '90s', value: 90_000 },
     'limits.nixCommandTimeoutMs': { text: '90s', value: 90_000 },
     'limits.concurrentRealisations': { text: '8', value: 8 },
     'limits.realiseRetries': { text: '0', value: 0 },

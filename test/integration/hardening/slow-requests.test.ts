@@ -1,0 +1,112 @@
+import { connect, constants, type ClientHttp2Session } from 'node:http2';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkHealth } from '../../../src/server/health-check-client';
+import { startProxy, type ProxyProcess } from '../../support/proxy-process';
+
+/**
+ * Requests that announce a message and never finish it, before any token is
+ * checked (Health needs none): the proxy reads at most a small Health
+ * request, gives up on a request message that does not arrive within
+ * limits.requestReadTimeoutMs (DEADLINE_EXCEEDED naming the setting), and 500
+ * such streams leave its memory nearly where it was while a normal client is
+ * served.
+ */
+
+const HEALTH = '/grpc.health.v1.Health/Check';
+
+let work: string;
+let proxy: ProxyProcess;
+
+function rssBytes(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+/** Opens a gRPC stream on `session` and sends a frame header announcing `announced` bytes, then `send` bytes of it. */
+function slowRequest(session: ClientHttp2Session, path: string, announced: number, send: number): Promise<{ status?: string; message?: string }> {
+  return new Promise((resolve) => {
+    const stream = session.request({
+      [constants.HTTP2_HEADER_METHOD]: 'POST',
+      [constants.HTTP2_HEADER_PATH]: path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    let status: string | undefined;
+    let message: string | undefined;
+    const take = (h: Record<string, unknown>): void => {
+      if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+      if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
+    };
+    stream.on('response', take);
+    stream.on('trailers', take);
+    const settle = (): void => {
+      resolve({ status, message });
+      stream.close();
+    };
+    stream.on('data', () => {});
+    stream.on('error', () => {});
+    // The proxy ends its side (with a status) while ours is still open: that is the answer.
+    stream.on('end', settle);
+    stream.on('close', settle);
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(announced, 1);
+    stream.write(Buffer.concat([header, Buffer.alloc(send, 7)]));
+  });
+}
+
+describe('requests that never finish', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'slow-requests-'));
+    const tokens = join(work, 'tokens');
+    writeFileSync(tokens, 'ci:slow-requests-0123456789abcdef\n');
+    proxy = await startProxy(['--upstream', 'grpc://127.0.0.1:1', '--auth-tokens-file', tokens, '--limits-request-read-timeout', '1500ms']);
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('a Health request announcing 4 MiB is refused at once, before it is read', async () => {
+    const session = connect(`http://${proxy.endpoint}`);
+    try {
+      const answer = await slowRequest(session, HEALTH, 4 * 1024 * 1024, 100);
+      expect(answer.status).toBe(String(8)); // RESOURCE_EXHAUSTED
+      expect(answer.message).toMatch(/16384/);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a request message that does not arrive in time ends DEADLINE_EXCEEDED naming limits.requestReadTimeoutMs', async () => {
+    const session = connect(`http://${proxy.endpoint}`);
+    try {
+      const answer = await slowRequest(session, HEALTH, 1000, 10);
+      expect(answer.status).toBe(String(4));
+      expect(answer.message).toMatch(/did not arrive within 1500 ms \(limits\.requestReadTimeoutMs\)/);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('500 Health streams without a token, each announcing 4 MiB and sending part of it, grow the proxy by under 100 MiB, and a normal client is served meanwhile', async () => {
+    const before = rssBytes(proxy.pid);
+    const sessions = Array.from({ length: 10 }, () => connect(`http://${proxy.endpoint}`));
+    try {
+      // Each announces 4 MiB and sends 256 KiB of it (125 MiB in all, were they kept).
+      const pending = sessions.flatMap((s) => Array.from({ length: 50 }, () => slowRequest(s, HEALTH, 4 * 1024 * 1024, 256 * 1024)));
+      await new Promise((r) => setTimeout(r, 500));
+      const during = rssBytes(proxy.pid);
+      expect((await checkHealth({ address: proxy.endpoint, timeoutMs: 5_000 })).exitCode).toBe(0);
+      const answers = await Promise.all(pending);
+      expect(during - before).toBeLessThan(100 * 1024 * 1024);
+      // Every one of them was ended by the proxy, none left open.
+      expect(answers.filter((a) => a.status !== String(8))).toEqual([]);
+    } finally {
+      for (const s of sessions) s.close();
+    }
+  }, 60_000);
+});
