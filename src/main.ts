@@ -161,6 +161,8 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
       tls: config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa } : undefined,
       keepaliveTimeMs: config.keepalive.timeMs,
       keepaliveTimeoutMs: config.keepalive.timeoutMs,
+      maxConnections: config.limits.connections,
+      maxStreamsPerConnection: config.limits.streamsPerConnection,
     },
     router,
     logger,

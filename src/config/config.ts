@@ -130,6 +130,10 @@ export interface Config {
     prepareTimeoutMs: number;
     /** Longest wait for the request message of a call the proxy answers itself. */
     requestReadTimeoutMs: number;
+    /** Client connections the gRPC listener holds at once. */
+    connections: number;
+    /** Calls open at once on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS). */
+    streamsPerConnection: number;
     /** One Nix process. */
     nixCommandTimeoutMs: number;
     /** Realisations running at once (across all stores). */
@@ -200,6 +204,8 @@ export const DEFAULTS: Config = {
     scanTotalBytes: 256 * 1024 * 1024,
     prepareTimeoutMs: 30 * 60_000,
     requestReadTimeoutMs: 60_000,
+    connections: 10_000,
+    streamsPerConnection: 10_000,
     nixCommandTimeoutMs: 10 * 60_000,
     concurrentRealisations: 4,
     realiseRetries: 3,

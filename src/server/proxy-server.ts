@@ -11,6 +11,9 @@ export interface ListenerOptions {
   tls?: { cert: string; key: string; clientCa?: string };
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
+  /** Connections held at once (more are refused) and calls open at once on one. */
+  maxConnections?: number;
+  maxStreamsPerConnection?: number;
 }
 
 /**
@@ -29,7 +32,7 @@ export class ProxyServer {
     private readonly logger: Logger,
   ) {
     const common = {
-      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 100_000, enablePush: false },
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: options.maxStreamsPerConnection ?? 10_000, enablePush: false },
       maxSessionMemory: 256,
       // HTTP/2 PRIORITY and other frames from clients are not work we queue; keep the default limits otherwise.
     };
@@ -50,6 +53,7 @@ export class ProxyServer {
     } else {
       this.server = http2.createServer(common);
     }
+    if (options.maxConnections !== undefined) this.server.maxConnections = options.maxConnections;
     this.server.on('session', (session: ServerHttp2Session) => {
       this.track(session);
       // The peer is read once per connection: session.socket is a guarded proxy, costly to touch on every call.

@@ -110,3 +110,37 @@ describe('requests that never finish', () => {
     }
   }, 60_000);
 });
+
+describe('connection and stream bounds', () => {
+  let bounded: ProxyProcess;
+  beforeAll(async () => {
+    bounded = await startProxy(['--upstream', 'grpc://127.0.0.1:1', '--limits-connections', '5', '--limits-streams-per-connection', '20']);
+  }, 60_000);
+  afterAll(async () => {
+    await bounded?.stop();
+  });
+
+  it('each connection is told it may open 20 calls at once (MAX_CONCURRENT_STREAMS)', async () => {
+    const session = connect(`http://${bounded.endpoint}`);
+    try {
+      const settings = await new Promise<{ maxConcurrentStreams?: number }>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.maxConcurrentStreams).toBe(20);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a sixth connection is refused while five are held, and served once one goes', async () => {
+    const held = Array.from({ length: 5 }, () => connect(`http://${bounded.endpoint}`));
+    try {
+      await Promise.all(held.map((s) => new Promise((resolve) => s.once('remoteSettings', resolve))));
+      const sixth = await checkHealth({ address: bounded.endpoint, timeoutMs: 3_000 });
+      expect(sixth.exitCode).not.toBe(0);
+      held.pop()!.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await checkHealth({ address: bounded.endpoint, timeoutMs: 5_000 })).exitCode).toBe(0);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  });
+});
