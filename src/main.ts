@@ -149,6 +149,7 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     execute,
     maxMessageBytes: config.maxMessageBytes,
     requestReadTimeoutMs: config.limits.requestReadTimeoutMs,
+    requestBufferBytes: config.limits.requestBufferBytes,
     logger,
     observer,
     admission,

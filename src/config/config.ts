@@ -130,6 +130,8 @@ export interface Config {
     prepareTimeoutMs: number;
     /** Longest wait for the request message of a call the proxy answers itself. */
     requestReadTimeoutMs: number;
+    /** Bytes of request messages being read at once across all calls answered by the proxy. */
+    requestBufferBytes: number;
     /** Client connections the gRPC listener holds at once. */
     connections: number;
     /** Calls open at once on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS). */
@@ -204,6 +206,7 @@ export const DEFAULTS: Config = {
     scanTotalBytes: 256 * 1024 * 1024,
     prepareTimeoutMs: 30 * 60_000,
     requestReadTimeoutMs: 60_000,
+    requestBufferBytes: 256 * 1024 * 1024,
     connections: 10_000,
     streamsPerConnection: 10_000,
     nixCommandTimeoutMs: 10 * 60_000,

@@ -7,6 +7,7 @@ import { forwardCall, type ForwardOptions } from '../passthrough/forward-call';
 import { headersFromRaw, metadataFromHeaders, parseGrpcTimeout } from '../passthrough/headers';
 import type { UpstreamPool } from '../passthrough/upstream-pool';
 import type { CallObserver } from '../rpc/call-observer';
+import { ByteBudget } from '../util/byte-budget';
 import { runAsClient } from './auth/client-scope';
 import { endWithStatus } from '../rpc/grpc-respond';
 import { HEALTH_CHECK, HEALTH_WATCH, type HealthService } from './health-service';
@@ -37,6 +38,8 @@ export interface RouterDeps {
   maxMessageBytes: number;
   /** Longest wait for the request message of a call answered here (limits.requestReadTimeoutMs). */
   requestReadTimeoutMs?: number;
+  /** Bytes of request messages being read at once across all calls answered here (limits.requestBufferBytes). */
+  requestBufferBytes?: number;
   logger: Logger;
   observer?: CallObserver;
   /** Who is calling and may they (src/server/auth); absent = everyone, unnamed. */
@@ -53,7 +56,10 @@ export class CallRouter {
   private readonly plainForward: ForwardOptions;
   private readonly capabilitiesForward: ForwardOptions;
 
+  private readonly readBudget: ByteBudget | undefined;
+
   constructor(private readonly deps: RouterDeps) {
+    this.readBudget = deps.requestBufferBytes !== undefined ? new ByteBudget(deps.requestBufferBytes) : undefined;
     this.plainForward = { maxMessageBytes: deps.maxMessageBytes };
     this.capabilitiesForward = {
       maxMessageBytes: deps.maxMessageBytes,
@@ -107,7 +113,7 @@ export class CallRouter {
   ): void {
     // A Health request is a service name: no reason to buffer megabytes for it before anything is checked.
     const maxBytes = path === HEALTH_CHECK || path === HEALTH_WATCH ? Math.min(HEALTH_MAX_REQUEST_BYTES, this.deps.maxMessageBytes) : this.deps.maxMessageBytes;
-    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, maxBytes, client, this.deps.requestReadTimeoutMs);
+    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, maxBytes, client, this.deps.requestReadTimeoutMs, this.readBudget);
     let code: number = Code.OK;
     // Everything the handler awaits knows whom it works for (per-client limits on the store side).
     runAsClient(client, () => handler(call))

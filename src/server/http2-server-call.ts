@@ -1,5 +1,6 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import { ProxyError } from '../errors';
+import type { ByteBudget } from '../util/byte-budget';
 import { FrameDecoder, encodeFrame, framePayload } from '../rpc/grpc-frame';
 import { Code } from '../reapi/grpc-status';
 import { onDeadline } from '../rpc/deadline-timer';
@@ -30,6 +31,8 @@ export class Http2ServerCall implements ServerCall {
     readonly client?: string,
     /** Longest wait for the request message (a stream that announces a message and never sends it holds memory). */
     private readonly readTimeoutMs = 60_000,
+    /** Bytes of request messages being read, across all calls (limits.requestBufferBytes). */
+    private readonly readBudget?: ByteBudget,
   ) {
     this.signal = this.controller.signal;
     this.done = new Promise((r) => (this.resolveDone = r));
@@ -80,8 +83,14 @@ export class Http2ServerCall implements ServerCall {
           ),
         this.readTimeoutMs,
       );
+      let held = 0;
+      const giveBack = (): void => {
+        this.readBudget?.give(held);
+        held = 0;
+      };
       const fail = (err: unknown): void => {
         clearTimeout(timer);
+        giveBack();
         if (failed) return;
         failed = true;
         this.stream.removeAllListeners('data');
@@ -89,6 +98,18 @@ export class Http2ServerCall implements ServerCall {
         reject(err);
       };
       this.stream.on('data', (chunk: Buffer) => {
+        if (this.readBudget) {
+          if (!this.readBudget.take(chunk.length)) {
+            return fail(
+              new ProxyError(
+                Code.RESOURCE_EXHAUSTED,
+                'REQUEST_BUFFER_FULL',
+                `the proxy is reading ${this.readBudget.inUse} bytes of requests already (limits.requestBufferBytes is ${this.readBudget.limit}); retry shortly`,
+              ),
+            );
+          }
+          held += chunk.length;
+        }
         try {
           for (const f of decoder.push(chunk)) {
             if (frames.length > 0) throw new ProxyError(Code.INVALID_ARGUMENT, 'TOO_MANY_MESSAGES', `${this.path} takes one request message, got more`);
@@ -109,6 +130,7 @@ export class Http2ServerCall implements ServerCall {
           return fail(new ProxyError(Code.INVALID_ARGUMENT, 'NO_REQUEST_MESSAGE', `${this.path} needs exactly one complete request message`));
         }
         clearTimeout(timer);
+        giveBack();
         resolve({ frame: frames[0]!, message });
       });
       this.signal.addEventListener('abort', () => fail(this.signal.reason), { once: true });

@@ -144,3 +144,29 @@ describe('connection and stream bounds', () => {
     }
   });
 });
+
+describe('the request buffer budget', () => {
+  let budgeted: ProxyProcess;
+  beforeAll(async () => {
+    budgeted = await startProxy(['--upstream', 'grpc://127.0.0.1:1', '--limits-request-buffer', '1MiB', '--limits-request-read-timeout', '2s']);
+  }, 60_000);
+  afterAll(async () => {
+    await budgeted?.stop();
+  });
+
+  it('reads beyond limits.requestBufferBytes across all calls are refused RESOURCE_EXHAUSTED naming it; the budget comes back', async () => {
+    const sessions = Array.from({ length: 4 }, () => connect(`http://${budgeted.endpoint}`));
+    try {
+      // 100 unfinished Health requests of 12 KiB each: about 1.2 MiB held, were they all kept.
+      const answers = await Promise.all(sessions.flatMap((s) => Array.from({ length: 25 }, () => slowRequest(s, HEALTH, 16 * 1024, 12 * 1024))));
+      const refused = answers.filter((a) => a.status === String(8));
+      expect(refused.length).toBeGreaterThan(0);
+      expect(refused[0]!.message).toMatch(/limits\.requestBufferBytes is 1048576/);
+      expect(answers.filter((a) => a.status !== String(8) && a.status !== String(4))).toEqual([]);
+      // Given back when each read ended: a normal call is served.
+      expect((await checkHealth({ address: budgeted.endpoint, timeoutMs: 5_000 })).exitCode).toBe(0);
+    } finally {
+      for (const s of sessions) s.close();
+    }
+  }, 60_000);
+});

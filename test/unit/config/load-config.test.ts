@@ -102,6 +102,7 @@ function samples(): Record<ConfigPath, Sample> {
     'limits.scanTotalBytes': { text: '1GiB', value: 1024 ** 3 },
     'limits.prepareTimeoutMs': { text: '2h', value: 7_200_000 },
     'limits.requestReadTimeoutMs': { text: '90s', value: 90_000 },
+    'limits.requestBufferBytes': { text: '64MiB', value: 64 * 1024 * 1024 },
     'limits.connections': { text: '500', value: 500 },
     'limits.streamsPerConnection': { text: '2000', value: 2000 },
     'limits.nixCommandTimeoutMs': { text: '90s', value: 90_000 },
