@@ -33,7 +33,7 @@ import { NixCliPathSource, NixCliSharedStore } from '../store/nix-cli-store';
 import { configuredNixRunner, type NixRunner } from '../store/nix-command';
 import { RetryingWrites } from '../store/retrying-writes';
 import { SerialisedWrites } from '../store/serialised-writes';
-import { registeredBytes } from '../store/registered-bytes';
+import { closureNarBytes, registeredBytes } from '../store/registered-bytes';
 import { Reasons, type Realiser, type SharedStore } from '../store/shared-store';
 import { ImportAwaitingRealiser } from '../store/import-awaiting-realiser';
 import type { ImportsInFlight } from '../store/imports-in-flight';
@@ -121,6 +121,8 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
       limits: { concurrentRealisations: clientConcurrentRealisations, realisedBytesPerHour: clientRealisedBytesPerHour },
       currentClient: deps.currentClient,
       measure: (paths, sinceMs) => registeredBytes(runner, shared.url, paths, sinceMs, lifetime.signal),
+      estimate: (paths, signal) => closureNarBytes(runner, substituters.map((s) => s.url), paths, signal),
+      lifetime: lifetime.signal,
       logger,
     });
   }

@@ -7,14 +7,21 @@
  * clients retry those with backoff. Paths a realisation joined (another
  * client's copy in flight) cost nothing: the first asker pays.
  *
- * Bytes are what the realisation made valid on the shared store (its
- * `measure`), counted over a sliding hour once the copy is done; a copy that
- * starts under the limit is never cut short, so a client can exceed the hour's
- * budget by one realisation, and is then refused until the hour has moved on.
+ * Bytes are reserved before a realisation starts: its `estimate` (the
+ * closure's NAR size as the sources state it, known before anything is
+ * copied) is held against the hour's budget while it runs, so concurrent
+ * realisations cannot all start under the limit. When it ends, the
+ * reservation is replaced by what it really made valid on the shared store
+ * (its `measure`), counted over a sliding hour. A copy that starts under the
+ * limit is never cut short, so a client can exceed the hour's budget by one
+ * realisation, and is then refused until the hour has moved on. A caller that
+ * gives up stops waiting, but the realisation (which goes on for others) keeps
+ * its slot and its reservation until it ends, and is counted then.
  */
 import type { Logger } from 'pino';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
+import { untilAborted } from '../util/abortable';
 import type { PathOutcome, Realiser } from './shared-store';
 
 export interface ClientLimits {
@@ -27,6 +34,10 @@ export interface ClientLimitedRealiserOptions {
   currentClient: () => string | undefined;
   /** Bytes realising `paths` added to the shared store since `sinceMs`. */
   measure: (paths: readonly string[], sinceMs: number) => Promise<number>;
+  /** Bytes realising `paths` would add at most, asked before it starts (0 when unknown). */
+  estimate?: (paths: readonly string[], signal: AbortSignal) => Promise<number>;
+  /** Aborted at shutdown: realisations a caller gave up on run under it. */
+  lifetime?: AbortSignal;
   logger: Logger;
   now?: () => number;
 }
@@ -35,6 +46,8 @@ const HOUR_MS = 3_600_000;
 
 interface ClientState {
   running: number;
+  /** Bytes reserved by the realisations running now. */
+  reserved: number;
   /** Realised bytes in the last hour, oldest first. */
   window: Array<{ at: number; bytes: number }>;
 }
@@ -63,26 +76,51 @@ export class ClientLimitedRealiser implements Realiser {
           `(limits.clientConcurrentRealisations = ${maxRunning}); retry once they have finished`,
       );
     }
-    const used = this.usedLastHour(state);
-    if (maxBytes !== undefined && used >= maxBytes) {
-      throw new ProxyError(
-        Code.RESOURCE_EXHAUSTED,
-        'CLIENT_BYTES_LIMIT',
-        `client '${client}' had ${used} bytes of Nix store paths realised in the last hour, the most it may have ` +
-          `(limits.clientRealisedBytesPerHour = ${maxBytes}); retry later, or ask the proxy's operator to raise the limit`,
-      );
+    this.checkBytes(client, state, maxBytes);
+    let reservation = 0;
+    if (maxBytes !== undefined && this.o.estimate) {
+      state.running++;
+      try {
+        reservation = await this.o.estimate(paths, signal).catch((err: unknown) => {
+          this.o.logger.warn({ client, paths: paths.length, err: (err as Error).message }, 'cannot estimate the bytes of a realisation; reserving none');
+          return 0;
+        });
+      } finally {
+        state.running--;
+      }
+      // Asked meanwhile by this client's other calls: check again with what they reserved.
+      this.checkBytes(client, state, maxBytes);
     }
     state.running++;
+    state.reserved += reservation;
     const started = this.now();
-    try {
-      const outcomes = await this.inner.realise(paths, signal);
-      // Counted before answering, so the next Execute of this client already sees it.
-      if (maxBytes !== undefined) await this.account(client, state, paths, outcomes, started);
-      return outcomes;
-    } finally {
-      state.running--;
-      this.forgetIfIdle(client, state);
-    }
+    // The work runs to its end (and is counted) even if this caller stops waiting.
+    const work = this.inner
+      .realise(paths, this.o.lifetime ?? new AbortController().signal)
+      .then(async (outcomes) => {
+        // Counted before answering, so the next Execute of this client already sees it.
+        if (maxBytes !== undefined) await this.account(client, state, paths, outcomes, started);
+        return outcomes;
+      })
+      .finally(() => {
+        state.running--;
+        state.reserved -= reservation;
+        this.forgetIfIdle(client, state);
+      });
+    return untilAborted(work, signal, 'realising Nix store paths');
+  }
+
+  private checkBytes(client: string, state: ClientState, maxBytes: number | undefined): void {
+    if (maxBytes === undefined) return;
+    const used = this.usedLastHour(state);
+    if (used + state.reserved < maxBytes) return;
+    const running = state.reserved > 0 ? ` and ${state.reserved} more reserved by its realisations running now` : '';
+    throw new ProxyError(
+      Code.RESOURCE_EXHAUSTED,
+      'CLIENT_BYTES_LIMIT',
+      `client '${client}' had ${used} bytes of Nix store paths realised in the last hour${running}, the most it may have ` +
+        `(limits.clientRealisedBytesPerHour = ${maxBytes}); retry later, or ask the proxy's operator to raise the limit`,
+    );
   }
 
   private async account(client: string, state: ClientState, paths: readonly string[], outcomes: Map<string, PathOutcome>, started: number): Promise<void> {
@@ -105,7 +143,7 @@ export class ClientLimitedRealiser implements Realiser {
 
   private stateOf(client: string): ClientState {
     let state = this.clients.get(client);
-    if (state === undefined) this.clients.set(client, (state = { running: 0, window: [] }));
+    if (state === undefined) this.clients.set(client, (state = { running: 0, reserved: 0, window: [] }));
     return state;
   }
 

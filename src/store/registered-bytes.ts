@@ -46,3 +46,35 @@ export async function registeredBytes(
   for (const n of sizes.values()) total += n;
   return total;
 }
+
+/** Sums narSize of every entry that has one (binary caches report no registration time), in either JSON shape. Pure. */
+export function narBytesOf(json: string): number {
+  const sizes = new Map<string, number>();
+  const raw: unknown = JSON.parse(json);
+  const add = (path: unknown, entry: unknown): void => {
+    const o = entry as { narSize?: unknown } | null;
+    if (typeof path === 'string' && STORE_PATH_RE.test(path) && typeof o?.narSize === 'number' && Number.isSafeInteger(o.narSize) && o.narSize >= 0) {
+      sizes.set(path, o.narSize);
+    }
+  };
+  if (Array.isArray(raw)) for (const e of raw) add((e as { path?: unknown } | null)?.path, e);
+  else if (raw !== null && typeof raw === 'object') for (const [path, e] of Object.entries(raw)) add(path, e);
+  let total = 0;
+  for (const n of sizes.values()) total += n;
+  return total;
+}
+
+/**
+ * What realising `paths` would add at most: the NAR size of their closures
+ * as the first source that has them all states it (`nix path-info --json -r`
+ * reads narinfos of a binary cache, the database of a store), before
+ * anything is copied; 0 when no source can tell.
+ */
+export async function closureNarBytes(runner: NixRunner, sourceUrls: readonly string[], paths: readonly string[], signal: AbortSignal): Promise<number> {
+  if (paths.length === 0) return 0;
+  for (const url of sourceUrls) {
+    const outcomes = await runOverPaths(runner, { program: 'nix', fixedArgs: ['path-info', '--json', '-r', '--store', url] }, paths, signal);
+    if (outcomes.every((o) => o.exitCode === 0)) return outcomes.reduce((n, o) => n + narBytesOf(o.stdout), 0);
+  }
+  return 0;
+}

@@ -3,7 +3,7 @@ import { ProxyError } from '../../../src/errors';
 import { Code } from '../../../src/reapi/grpc-status';
 import { runAsClient, currentClient } from '../../../src/server/auth/client-scope';
 import { ClientLimitedRealiser } from '../../../src/store/client-limited-realiser';
-import { bytesRegisteredSince } from '../../../src/store/registered-bytes';
+import { bytesRegisteredSince, narBytesOf } from '../../../src/store/registered-bytes';
 import type { PathOutcome, Realiser } from '../../../src/store/shared-store';
 import { testLogger } from '../../support/test-logger';
 
@@ -20,7 +20,7 @@ class GatedRealiser implements Realiser {
   }
 }
 
-function setup(limits: { concurrentRealisations?: number; realisedBytesPerHour?: number }, bytesPerPath = 100) {
+function setup(limits: { concurrentRealisations?: number; realisedBytesPerHour?: number }, bytesPerPath = 100, estimatePerPath?: number) {
   const inner = new GatedRealiser();
   let now = 1_000_000;
   const measured: string[][] = [];
@@ -31,6 +31,7 @@ function setup(limits: { concurrentRealisations?: number; realisedBytesPerHour?:
       measured.push([...paths]);
       return paths.length * bytesPerPath;
     },
+    ...(estimatePerPath !== undefined ? { estimate: async (paths: readonly string[]) => paths.length * estimatePerPath } : {}),
     logger: testLogger(),
     now: () => now,
   });
@@ -108,5 +109,50 @@ describe('bytes registered since', () => {
     ['malformed entries skipped', JSON.stringify([{ path: 'x', narSize: 1, registrationTime: 200 }, { path: P(3), narSize: -1, registrationTime: 200 }]), []],
   ])('%s', (_name, json, expected) => {
     expect([...bytesRegisteredSince(json, 100)]).toEqual(expected);
+  });
+
+  it('reserves each realisation\'s closure size before it starts: of 20 concurrent 1 MB realisations under 1 MB an hour, 1 runs and 19 are refused', async () => {
+    const MB = 1_000_000;
+    const { as, inner } = setup({ realisedBytesPerHour: MB }, MB, MB);
+    const calls = Array.from({ length: 20 }, (_, i) => as('alice', [P(100 + i)]).then(() => 'ran', (e: ProxyError) => e));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(inner.gates).toHaveLength(1);
+    inner.gates.shift()!();
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => r === 'ran')).toHaveLength(1);
+    const refused = results.filter((r): r is ProxyError => r instanceof ProxyError);
+    expect(refused).toHaveLength(19);
+    for (const e of refused) {
+      expect(e.code).toBe(Code.RESOURCE_EXHAUSTED);
+      expect(e.message).toMatch(/client 'alice' .*limits\.clientRealisedBytesPerHour = 1000000/);
+    }
+  });
+
+  it('a realisation its caller gave up on keeps its slot until it ends, and is counted then', async () => {
+    const { realiser, inner, measured } = setup({ concurrentRealisations: 1, realisedBytesPerHour: 10_000 });
+    const abort = new AbortController();
+    const abandoned = runAsClient('bob', () => realiser.realise([P(1)], abort.signal));
+    await new Promise((r) => setImmediate(r));
+    abort.abort();
+    await expect(abandoned).rejects.toMatchObject({ code: Code.CANCELLED });
+    // Still running for whoever else waits: bob's one slot is taken.
+    const next = await refusal(runAsClient('bob', () => realiser.realise([P(2)], new AbortController().signal)));
+    expect(next.message).toMatch(/clientConcurrentRealisations/);
+    inner.gates.shift()!();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(measured).toEqual([[P(1)]]);
+  });
+
+  it('sums the NAR sizes a source states for a closure, in either JSON shape, each path once, ignoring what is not a path or a size', () => {
+    const list = JSON.stringify([
+      { path: P(1), narSize: 1000 },
+      { path: P(2), narSize: 24 },
+      { path: P(2), narSize: 24 },
+      { path: '/etc/passwd', narSize: 5 },
+      { path: P(3), valid: false },
+      { path: P(4), narSize: -1 },
+    ]);
+    expect(narBytesOf(list)).toBe(1024);
+    expect(narBytesOf(JSON.stringify({ [P(1)]: { narSize: 7 }, [P(2)]: null }))).toBe(7);
   });
 });
