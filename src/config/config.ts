@@ -144,6 +144,9 @@ export interface Config {
     realiseRetries: number;
     /** Realisations one client (token name, certificate subject or address) may have running at once; unset = no limit. */
     clientConcurrentRealisations?: number;
+    /** Executes prepared at once, overall and per client. */
+    concurrentPreparations: number;
+    clientConcurrentPreparations?: number;
     /** Bytes of store paths realised for one client per sliding hour; unset = no limit. */
     clientRealisedBytesPerHour?: number;
     /** Bytes one client may upload to the binary cache per sliding hour (reserved when an upload starts); unset = no limit. */
@@ -207,6 +210,7 @@ export const DEFAULTS: Config = {
     prepareTimeoutMs: 30 * 60_000,
     requestReadTimeoutMs: 60_000,
     requestBufferBytes: 256 * 1024 * 1024,
+    concurrentPreparations: 1_000,
     connections: 10_000,
     streamsPerConnection: 10_000,
     nixCommandTimeoutMs: 10 * 60_000,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ExecuteService } from '../server/call-router';
+import { PreparationSlots } from './preparation-slots';
 import type { Config } from '../config/config';
 import { ProxyError, toProxyError } from '../errors';
 import type { UpstreamCaller } from '../passthrough/upstream-caller';
@@ -66,6 +67,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   const metrics = deps.metrics ?? NO_METRICS;
   const leases = deps.leases ?? NO_LEASES;
   const registry = new OperationRegistry(deps.tuning?.registry);
+  const slots = new PreparationSlots(config.limits.concurrentPreparations, config.limits.clientConcurrentPreparations);
   const walker = new TreeWalker(createWalkMemo(config.cache.memoEntries, config.cache.treeMemoBytes));
   const actions = createActionMemo(config.cache.memoEntries, config.cache.actionMemoBytes);
   const graceMs = deps.tuning?.detachGraceMs ?? Math.max(30_000, 2 * config.progressIntervalMs);
@@ -92,6 +94,13 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       return;
     }
 
+    let release: () => void;
+    try {
+      release = slots.take(call.client);
+    } catch (err) {
+      endWithError(call, err, 'Execute');
+      return;
+    }
     const controller = new AbortController();
     const entry = new ExecutionEntry(
       newOperationName(parsed.instanceName),
@@ -112,6 +121,7 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     const report: PrepareReport = { references: new Map() };
     const held: { lease?: PathLease } = {};
     const preparation = prepare(entry, parsed, call, controller, report, held);
+    void preparation.finally(release);
     let followed: FollowOutcome = {};
     try {
       followed = await followExecution(entry, call, 'execute', followDeps);

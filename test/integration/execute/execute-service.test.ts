@@ -305,6 +305,27 @@ describe('Execute', () => {
     expect(call.messages).toHaveLength(0);
   });
 
+  it('refuses an Execute beyond limits.concurrentPreparations with RESOURCE_EXHAUSTED naming it, and takes one again once a preparation ends', async () => {
+    const { service, ensurer } = setup({ limits: { concurrentPreparations: 2 } });
+    const first = new FakeServerCall(EXECUTE_PATH, putAction('slots-1').request);
+    const second = new FakeServerCall(EXECUTE_PATH, putAction('slots-2').request);
+    const running = [service.execute(first), service.execute(second)];
+    await ensurer.nth(1);
+    const third = new FakeServerCall(EXECUTE_PATH, putAction('slots-3').request);
+    await service.execute(third);
+    expect(third.status?.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect(third.status?.message).toMatch(/preparing 2 Executes already.*limits\.concurrentPreparations = 2/);
+    // The first preparation ends (its paths are missing): a slot comes back.
+    ensurer.calls[0]!.reject(new ProxyError(Code.FAILED_PRECONDITION, 'X', 'no'));
+    await new Promise((r) => setTimeout(r, 20));
+    const fourth = new FakeServerCall(EXECUTE_PATH, putAction('slots-4').request);
+    const fourthDone = service.execute(fourth);
+    await ensurer.nth(2);
+    expect(fourth.status?.code).not.toBe(Code.RESOURCE_EXHAUSTED);
+    for (const c of ensurer.calls.slice(1)) c.reject(new ProxyError(Code.FAILED_PRECONDITION, 'X', 'no'));
+    await Promise.all([...running, fourthDone]);
+  });
+
   it('names the limit when the instance name is too long, and takes one at the limit', async () => {
     const { service } = setup();
     const long = new FakeServerCall(

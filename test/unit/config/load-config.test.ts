@@ -103,6 +103,8 @@ function samples(): Record<ConfigPath, Sample> {
     'limits.prepareTimeoutMs': { text: '2h', value: 7_200_000 },
     'limits.requestReadTimeoutMs': { text: '90s', value: 90_000 },
     'limits.requestBufferBytes': { text: '64MiB', value: 64 * 1024 * 1024 },
+    'limits.concurrentPreparations': { text: '50', value: 50 },
+    'limits.clientConcurrentPreparations': { text: '5', value: 5 },
     'limits.connections': { text: '500', value: 500 },
     'limits.streamsPerConnection': { text: '2000', value: 2000 },
     'limits.nixCommandTimeoutMs': { text: '90s', value: 90_000 },
