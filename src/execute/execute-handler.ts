@@ -128,9 +128,12 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     } catch (err) {
       endWithError(call, err, 'Execute');
     }
+    // The paths stay held until the action's Operation is done, whichever call follows it (a client whose
+    // Execute stream broke comes back with WaitExecution), or nobody has followed it for the grace period.
+    entry.onSettled(() => held.lease?.release());
     void preparation.then((end) => {
-      // The forwarded call is over (or the client left it): the action no longer needs its paths held.
-      held.lease?.release();
+      // Preparation failed, or the action settled while its lease was being taken: let go of it now.
+      if (end !== 'ready' || entry.settled) held.lease?.release();
       try {
         logExecute(entry, parsed, report, end, followed, Date.now() - started);
       } catch (err) {

@@ -50,7 +50,10 @@ export class ExecutionEntry {
 
   private attached = 0;
   private graceTimer: NodeJS.Timeout | undefined;
+  private unfollowedTimer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<() => void>();
+  private readonly settledCallbacks: Array<() => void> = [];
+  private settledFired = false;
 
   constructor(
     readonly name: string,
@@ -68,11 +71,30 @@ export class ExecutionEntry {
     return 512 + this.name.length + this.requestFrame.length + this.queued.length + (this.finalOperation?.length ?? 0);
   }
 
+  /**
+   * Runs `callback` once the action needs nothing more of the proxy: its
+   * Operation is done (finished), it is gone, or it is being executed
+   * upstream and no call has followed it for `graceMs`. What an action holds
+   * (its store paths' leases) is held until then, whichever call follows it.
+   */
+  get settled(): boolean {
+    return this.settledFired;
+  }
+
+  onSettled(callback: () => void): void {
+    if (this.settledFired) return callback();
+    this.settledCallbacks.push(callback);
+  }
+
   attach(): () => void {
     this.attached++;
     if (this.graceTimer !== undefined) {
       clearTimeout(this.graceTimer);
       this.graceTimer = undefined;
+    }
+    if (this.unfollowedTimer !== undefined) {
+      clearTimeout(this.unfollowedTimer);
+      this.unfollowedTimer = undefined;
     }
     let detached = false;
     return () => {
@@ -91,9 +113,18 @@ export class ExecutionEntry {
     this.state = state;
     if (fields.error !== undefined) this.error = fields.error;
     if (fields.finalOperation !== undefined) this.finalOperation = fields.finalOperation;
-    if (state === 'finished' || state === 'gone') this.clearGrace();
-    else this.armGrace();
+    if (state === 'finished' || state === 'gone') {
+      this.clearGrace();
+      this.settle();
+    } else this.armGrace();
     this.notify();
+  }
+
+  private settle(): void {
+    if (this.settledFired) return;
+    this.settledFired = true;
+    if (this.unfollowedTimer !== undefined) clearTimeout(this.unfollowedTimer);
+    for (const callback of this.settledCallbacks.splice(0)) callback();
   }
 
   /** Preparation waits for I/O: attached calls send the QUEUED Operation now. */
@@ -116,6 +147,7 @@ export class ExecutionEntry {
       this.finalOperation = Buffer.from(message);
       this.state = 'finished';
       this.clearGrace();
+      this.settle();
       changed = true;
     }
     if (changed) this.notify();
@@ -145,6 +177,14 @@ export class ExecutionEntry {
 
   /** Only states that still need a call to move on can be abandoned. */
   private armGrace(): void {
+    if (this.attached === 0 && this.state === 'forwarding' && this.unfollowedTimer === undefined && !this.settledFired) {
+      // Executing upstream and nobody follows it any more: after the grace period the proxy lets go of it.
+      this.unfollowedTimer = setTimeout(() => {
+        this.unfollowedTimer = undefined;
+        if (this.attached === 0 && this.state === 'forwarding') this.settle();
+      }, this.graceMs);
+      this.unfollowedTimer.unref();
+    }
     if (this.attached > 0 || this.graceTimer !== undefined) return;
     if (this.state !== 'preparing' && this.state !== 'ready') return;
     this.graceTimer = setTimeout(() => {

@@ -46,7 +46,17 @@ interface Setup {
   upstream: FakeUpstreamCaller;
 }
 
-function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: number } = {}): Setup {
+/** Leases that record which sets of paths are held right now. */
+class RecordingLeases {
+  readonly held = new Set<string[]>();
+  async acquire(paths: readonly string[]): Promise<{ release(): void }> {
+    const entry = [...paths];
+    this.held.add(entry);
+    return { release: () => this.held.delete(entry) };
+  }
+}
+
+function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: number; leases?: RecordingLeases } = {}): Setup {
   const config: Config = {
     ...DEFAULTS,
     sharedStore: sharedStoreUrl('/unused'),
@@ -64,6 +74,7 @@ function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: 
     config,
     logger,
     tuning: { detachGraceMs: overrides.detachGraceMs ?? 60_000 },
+    ...(overrides.leases ? { leases: overrides.leases as never } : {}),
   });
   return { service, ensurer, upstream };
 }
@@ -420,6 +431,36 @@ describe('WaitExecution', () => {
     follow.release({ messages: [upstreamOperation('up/4', true)] });
     await waitDone;
     expect(wait.status?.code).toBe(Code.OK);
+  });
+
+  it("holds the action's paths until its Operation is done, also when a WaitExecution follows it after the Execute stream ended", async () => {
+    const leases = new RecordingLeases();
+    const { service, ensurer, upstream } = setup({ leases });
+    ensurer.auto = {};
+    const execute = new FakeServerCall(EXECUTE_PATH, putAction('held').request);
+    const done = service.execute(execute);
+    (await upstream.nth(0)).release({ messages: [upstreamOperation('up/7', false)] });
+    await done;
+    // The Execute call is over, the action runs on: its paths stay held.
+    expect([...leases.held].flat().sort()).toEqual(putAction('held').expected);
+    const wait = new FakeServerCall(WAIT_EXECUTION_PATH, waitRequest(execute.operations()[0]!.name));
+    const waitDone = service.waitExecution(wait);
+    (await upstream.nth(1)).release({ messages: [upstreamOperation('up/7', true)] });
+    await waitDone;
+    expect(leases.held.size).toBe(0);
+  });
+
+  it("lets go of an action's paths when nobody has followed it upstream for the grace period", async () => {
+    const leases = new RecordingLeases();
+    const { service, ensurer, upstream } = setup({ leases, detachGraceMs: 50 });
+    ensurer.auto = {};
+    const execute = new FakeServerCall(EXECUTE_PATH, putAction('unfollowed').request);
+    const done = service.execute(execute);
+    (await upstream.nth(0)).release({ messages: [upstreamOperation('up/8', false)] });
+    await done;
+    expect(leases.held.size).toBe(1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(leases.held.size).toBe(0);
   });
 
   it("relays a name that is not ours unchanged", async () => {
