@@ -192,7 +192,7 @@ const SPECS = [
     description: 'Longest preparation of one Execute (tree walk, store check, realisation).' },
   { path: 'limits.nixCommandTimeoutMs', kind: 'duration', valueName: 'DURATION', min: 1, max: MAX_TIMER_MS,
     description: 'Longest run of one Nix process.' },
-  { path: 'limits.requestBufferBytes', kind: 'size', valueName: 'SIZE', min: 1024 * 1024,
+  { path: 'limits.requestBufferBytes', kind: 'size', valueName: 'SIZE', min: 1024 * 1024, flagOverride: 'limits-request-buffer',
     description: 'Bytes of request messages being read at once across all calls the proxy answers itself; beyond it RESOURCE_EXHAUSTED.' },
   { path: 'limits.connections', kind: 'integer', valueName: 'N', min: 1,
     description: 'Client connections the gRPC listener holds at once; more are refused.' },

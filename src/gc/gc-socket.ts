@@ -62,6 +62,8 @@ export function tellRunningGc(socketPath: string, paths: readonly string[], time
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')) finish('no-gc-running');
+      // The GC exited with our lines unread (a reset rather than a close): the same as the close below.
+      else if (connected && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) finish('told');
       else
         finish(
           new ProxyError(Code.UNAVAILABLE, GC_REASONS.ROOTS_UNAVAILABLE, `telling the running garbage collector about new roots failed (${err.code ?? err.message}) at ${socketPath}`, {

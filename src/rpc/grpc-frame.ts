@@ -26,7 +26,11 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxMessageBytes: number) {}
+  constructor(
+    private readonly maxMessageBytes: number,
+    /** The setting or rule the limit comes from, for the refusal. */
+    private readonly limitName = 'max_message_bytes',
+  ) {}
 
   push(chunk: Buffer): Frame[] {
     this.chunks.push(chunk);
@@ -40,7 +44,7 @@ export class FrameDecoder {
         throw new ProxyError(
           Code.RESOURCE_EXHAUSTED,
           'MESSAGE_TOO_LARGE',
-          `request message of ${length} bytes exceeds the proxy's limit of ${this.maxMessageBytes} bytes (max_message_bytes)`,
+          `request message of ${length} bytes exceeds the proxy's limit of ${this.maxMessageBytes} bytes (${this.limitName})`,
         );
       }
       if (this.buffered < FRAME_HEADER_BYTES + length) break;

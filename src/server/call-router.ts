@@ -112,8 +112,10 @@ export class CallRouter {
     done: (code: number) => void,
   ): void {
     // A Health request is a service name: no reason to buffer megabytes for it before anything is checked.
-    const maxBytes = path === HEALTH_CHECK || path === HEALTH_WATCH ? Math.min(HEALTH_MAX_REQUEST_BYTES, this.deps.maxMessageBytes) : this.deps.maxMessageBytes;
-    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, maxBytes, client, this.deps.requestReadTimeoutMs, this.readBudget);
+    const health = path === HEALTH_CHECK || path === HEALTH_WATCH;
+    const maxBytes = health ? Math.min(HEALTH_MAX_REQUEST_BYTES, this.deps.maxMessageBytes) : this.deps.maxMessageBytes;
+    const limitName = health ? 'a Health request is one service name' : 'max_message_bytes';
+    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, maxBytes, client, this.deps.requestReadTimeoutMs, this.readBudget, limitName);
     let code: number = Code.OK;
     // Everything the handler awaits knows whom it works for (per-client limits on the store side).
     runAsClient(client, () => handler(call))

@@ -33,6 +33,8 @@ export class Http2ServerCall implements ServerCall {
     private readonly readTimeoutMs = 60_000,
     /** Bytes of request messages being read, across all calls (limits.requestBufferBytes). */
     private readonly readBudget?: ByteBudget,
+    /** Where `maxMessageBytes` comes from, for the refusal. */
+    private readonly limitName = 'max_message_bytes',
   ) {
     this.signal = this.controller.signal;
     this.done = new Promise((r) => (this.resolveDone = r));
@@ -68,7 +70,7 @@ export class Http2ServerCall implements ServerCall {
 
   readUnaryRequest(): Promise<UnaryRequest> {
     return new Promise((resolve, reject) => {
-      const decoder = new FrameDecoder(this.maxMessageBytes);
+      const decoder = new FrameDecoder(this.maxMessageBytes, this.limitName);
       const frames: Buffer[] = [];
       let message: Buffer | undefined;
       let failed = false;

@@ -83,14 +83,15 @@ describe('Bazel with a locally built toolchain, pushed to the proxy', () => {
     const developer = makeNixClient(path.join(work, 'developer'), { token: TOKEN });
     const pushed = await run('bash', ['-c', printedCommand], { env: developer.env, timeoutMs: 120_000 });
     expect(pushed.code, pushed.stderr).toBe(0);
-    // The command names the wrapper; nix copy sent its closure, the compiler too.
-    const closure = await closureOf('local', paths['bazel-cc-wrapper']!);
-    expect(closure).toContain(paths['cc-compiler']);
-    expect([...(await validIn(storeRoot, closure))].sort()).toEqual(closure);
-
+    // Built at once: the imports run behind the push's answers, and an Execute needing a path still being
+    // imported waits for it.
     const r = await ws!.build(['//pkg:compile', remote()]);
     expect(r.code, `${r.output.slice(-8000)}\n--- proxy log ---\n${proxy!.logs().slice(-6000)}`).toBe(0);
     expect(r.summary?.remote).toBe(1);
     expect((await ws!.readBin('pkg/out.txt')).trim()).toBe('compiled wrapped main.c');
+    // The command names the wrapper; nix copy sent its closure, the compiler too.
+    const closure = await closureOf('local', paths['bazel-cc-wrapper']!);
+    expect(closure).toContain(paths['cc-compiler']);
+    expect([...(await validIn(storeRoot, closure))].sort()).toEqual(closure);
   });
 });

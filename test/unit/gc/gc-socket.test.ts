@@ -85,6 +85,21 @@ describe('tellRunningGc', () => {
     await gc.stop();
   });
 
+  it('a GC that exits with our lines unread (the connection reset, not closed): told, as for a close', async () => {
+    const path = join(dir, `gc-reset-${n++}.sock`);
+    // Never read (paused from the start): the lines stay in the kernel's queue, and going away with them
+    // unread resets the connection (ECONNRESET at the client), as a Nix GC exiting mid-conversation does.
+    const server = createServer({ pauseOnConnect: true }, (socket) => {
+      setTimeout(() => socket.destroy(), 50);
+    });
+    await new Promise<void>((r) => server.listen(path, r));
+    try {
+      expect(await tellRunningGc(path, [A, B], 5_000)).toBe('told');
+    } finally {
+      server.close();
+    }
+  });
+
   it('a GC that never answers: UNAVAILABLE after the timeout', async () => {
     const gc = await fakeGc({ answer: false });
     const err = await tellRunningGc(gc.path, [A], 50).catch((e: unknown) => e);
