@@ -11,7 +11,7 @@ import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { NO_LEASES, type PathLease, type PathLeases } from '../gc/path-leases';
 import { callStatusFor } from './call-status';
 import type { CasReader } from './cas-reader';
-import { digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
+import { digestFunctionByLength, digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
 import { ExecutionEntry } from './execution-entry';
 import { followExecution, notFound, WAIT_EXECUTION_PATH, type FollowOutcome } from './follow-execution';
 import { missingPathsStatus } from './missing-paths-status';
@@ -20,6 +20,7 @@ import { isOurOperationName, newOperationName } from './operation-names';
 import { OperationRegistry, type RegistryBounds } from './operation-registry';
 import { createActionMemo, prepareAction, type PrepareReport } from './prepare-action';
 import { createWalkMemo, TreeWalker } from './tree-walker';
+import type { DigestFunctionSource } from './upstream-digest-functions';
 
 export interface ExecuteServiceDeps {
   casReader: CasReader;
@@ -31,6 +32,12 @@ export interface ExecuteServiceDeps {
   metrics?: Metrics;
   /** GC-root leases: an action's store paths are held from preparation until its forwarded call ends. */
   leases?: PathLeases;
+  /**
+   * The upstream's announced digest functions per instance name, used to
+   * resolve an ExecuteRequest without digest_function (Buck2 sends none for
+   * BLAKE3); absent = the hash-length rule alone.
+   */
+  digestFunctions?: DigestFunctionSource;
   /** The binary cache URL clients push to (cachePublicUrl), named in the fix of a missing-path error; unset = no cache. */
   pushUrl?: () => string | undefined;
   tuning?: {
@@ -91,7 +98,9 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     let frame: Buffer;
     try {
       const request = await call.readUnaryRequest();
-      parsed = parseExecuteRequest(request.message);
+      parsed = await parseExecuteRequest(request.message, (instanceName) =>
+        deps.digestFunctions ? deps.digestFunctions.announced(instanceName, call.metadata) : Promise.resolve(undefined),
+      );
       frame = request.frame;
     } catch (err) {
       endWithError(call, err, 'Execute');
@@ -310,7 +319,10 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
   return { execute, waitExecution };
 }
 
-function parseExecuteRequest(message: Buffer): ParsedExecute {
+async function parseExecuteRequest(
+  message: Buffer,
+  announced: (instanceName: string) => Promise<readonly number[] | undefined>,
+): Promise<ParsedExecute> {
   let request: { instanceName?: string; actionDigest?: DigestLike; digestFunction?: number };
   try {
     request = decodeStrict(T.ExecuteRequest, message) as typeof request;
@@ -320,10 +332,14 @@ function parseExecuteRequest(message: Buffer): ParsedExecute {
   // Checked first: without a digest, "a hash of 0 characters" would be the confusing complaint.
   if (!request.actionDigest) toBlobDigest(undefined, 0, 'ExecuteRequest.action_digest');
   const requested = request.digestFunction ?? 0;
-  const digestFunction = resolveDigestFunction(requested, request.actionDigest?.hash ?? '');
+  const instanceName = request.instanceName ?? '';
+  const hash = request.actionDigest?.hash ?? '';
+  const digestFunction = resolveDigestFunction(requested, hash, requested === 0 ? await announced(instanceName) : undefined);
+  // An unset function stays unset in the proxy's CAS requests unless the announcements chose another than the length rule.
+  const named = requested !== 0 || digestFunction === digestFunctionByLength(hash) ? requested : digestFunction;
   return {
-    instanceName: request.instanceName ?? '',
-    requestedDigestFunction: requested,
+    instanceName,
+    requestedDigestFunction: named,
     digestFunction,
     actionDigest: toBlobDigest(request.actionDigest, digestFunction, 'ExecuteRequest.action_digest'),
   };
