@@ -5,6 +5,7 @@ import type { Config } from './config/config';
 import { formatHostPort, type HostPort } from './config/value-checks';
 import { packageVersion } from './config/version';
 import { createCasClient } from './execute/cas-client';
+import { grpcCapabilitiesFetch, UpstreamDigestFunctions } from './execute/upstream-digest-functions';
 import { createExecuteService } from './execute/execute-handler';
 import { GrpcCasReader } from './execute/grpc-cas-reader';
 import { NO_METRICS, type Metrics } from './metrics/metrics';
@@ -128,7 +129,8 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const ensurer = createClosureEnsurer(config, { logger, runner, metrics, leases: roots, currentClient, imports });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
     closers.push(() => ensurer.close(), () => roots.close());
-    execute = createExecuteService({ casReader, ensurer, upstream, config, logger, metrics, leases: roots, pushUrl: () => cache?.publicUrl });
+    const digestFunctions = new UpstreamDigestFunctions({ fetch: grpcCapabilitiesFetch(casClient), logger });
+    execute = createExecuteService({ casReader, digestFunctions, ensurer, upstream, config, logger, metrics, leases: roots, pushUrl: () => cache?.publicUrl });
     if (config.cacheListen) {
       const rootsDir = roots.location.on ? roots.location.dir : undefined;
       startCache = () => startBinaryCache(config, { logger, runner, store: ensurer.store, leases: roots, rootsDir, tokens, imports });

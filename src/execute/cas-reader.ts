@@ -7,7 +7,12 @@ import { digestKey, type BlobDigest } from './digests';
 export interface CasReadContext {
   /** The client's instance name, sent unchanged. */
   instanceName: string;
-  /** The client's ExecuteRequest.digest_function as sent (0 = unset), passed on unchanged. */
+  /**
+   * The digest_function named in BatchReadBlobs requests: the client's
+   * ExecuteRequest.digest_function when set; when unset, 0 too unless the
+   * upstream's announced functions resolved it to something other than the
+   * length rule's choice (e.g. BLAKE3), then that function.
+   */
   requestedDigestFunction: number;
   /** The function the digests actually use (resolved from the request), for resource names and verification. */
   digestFunction: number;

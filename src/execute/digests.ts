@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { blake3 } from '@noble/hashes/blake3';
+import { bytesToHex } from '@noble/hashes/utils';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
 
@@ -31,7 +33,7 @@ const NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(DigestFunction).map(([name, value]) => [value, name.toLowerCase()]),
 );
 
-/** Functions whose digests node:crypto can recompute; the rest are trusted to the upstream (see verifyBlob). */
+/** Functions whose digests node:crypto can recompute; BLAKE3 is computed with @noble/hashes; the rest are trusted to the upstream (see verifyBlob). */
 const NODE_HASH: Record<number, string> = {
   [DigestFunction.SHA256]: 'sha256',
   [DigestFunction.SHA1]: 'sha1',
@@ -76,11 +78,21 @@ export function digestKey(d: BlobDigest): string {
 }
 
 /**
- * The function the Execute's digests use: the request's own, or, when unset,
- * the one the action digest's hash length implies. Throws INVALID_ARGUMENT for
- * values this proxy does not know or lengths that imply none.
+ * The function the Execute's digests use (the REAPI rule for an unset
+ * digest_function: infer it from the hash length and the functions the server
+ * announced):
+ * - the request's own when set;
+ * - unset: among `announced` (the upstream's GetCapabilities for the instance
+ *   name; undefined when not known) the functions whose hash has the action
+ *   digest's length: exactly one, that one; several (SHA256, SHA256TREE and
+ *   BLAKE3 are all 64 hex), SHA256 when among them (the REAPI default and what
+ *   a server that announces both takes an unmarked 64-hex digest for), else the
+ *   first announced;
+ * - none announced of that length (or nothing known): the classic length rule
+ *   (64 = SHA256, 40 = SHA1, 32 = MD5, 96 = SHA384, 128 = SHA512).
+ * Throws INVALID_ARGUMENT for values this proxy does not know or lengths that imply none.
  */
-export function resolveDigestFunction(requested: number, actionHash: string): number {
+export function resolveDigestFunction(requested: number, actionHash: string, announced?: readonly number[]): number {
   if (requested !== DigestFunction.UNKNOWN) {
     if (NAMES[requested] === undefined) {
       throw new ProxyError(
@@ -91,6 +103,9 @@ export function resolveDigestFunction(requested: number, actionHash: string): nu
     }
     return requested;
   }
+  const matching = (announced ?? []).filter((fn) => HEX_LENGTH[fn] === actionHash.length);
+  if (matching.length === 1) return matching[0]!;
+  if (matching.length > 1) return matching.includes(DigestFunction.SHA256) ? DigestFunction.SHA256 : matching[0]!;
   const inferred = BY_LENGTH[actionHash.length];
   if (inferred === undefined) {
     throw new ProxyError(
@@ -129,22 +144,26 @@ export function toBlobDigest(d: DigestLike | null | undefined, fn: number, what:
   return { hash, sizeBytes: size };
 }
 
+/** The length rule alone: what an unset digest_function means when the upstream's functions are not known. */
+export function digestFunctionByLength(hash: string): number | undefined {
+  return BY_LENGTH[hash.length];
+}
+
 export function isVerifiable(fn: number): boolean {
-  return NODE_HASH[fn] !== undefined;
+  return NODE_HASH[fn] !== undefined || fn === DigestFunction.BLAKE3;
 }
 
 /**
  * Checks that `data` is the blob `d` names. Sizes are always checked; hashes
- * when node:crypto knows the function. For the others (BLAKE3, SHA256TREE,
- * VSO, MURMUR3) the upstream is trusted: it verified the blob on upload, and
+ * when node:crypto knows the function, and BLAKE3 (@noble/hashes). For the
+ * others (SHA256TREE, VSO, MURMUR3) the upstream is trusted: it verified the blob on upload, and
  * the executor reads the same bytes from it, so what the proxy scans is what
  * runs. Returns a reason when the blob does not match, undefined when it does.
  */
 export function verifyBlob(fn: number, d: BlobDigest, data: Uint8Array): string | undefined {
   if (data.length !== d.sizeBytes) return `got ${data.length} bytes instead of ${d.sizeBytes}`;
-  const algorithm = NODE_HASH[fn];
-  if (algorithm === undefined) return undefined;
-  const actual = createHash(algorithm).update(data).digest('hex');
+  const actual = hashHex(fn, data);
+  if (actual === undefined) return undefined;
   return actual === d.hash ? undefined : `content hashes to ${actual}`;
 }
 
@@ -153,6 +172,12 @@ export function byteStreamReadName(instanceName: string, fn: number, d: BlobDige
   const fnSegment = IN_RESOURCE_NAME.has(fn) ? `${digestFunctionName(fn)}/` : '';
   const name = `blobs/${fnSegment}${d.hash}/${d.sizeBytes}`;
   return instanceName === '' ? name : `${instanceName}/${name}`;
+}
+
+function hashHex(fn: number, data: Uint8Array): string | undefined {
+  if (fn === DigestFunction.BLAKE3) return bytesToHex(blake3(data));
+  const algorithm = NODE_HASH[fn];
+  return algorithm === undefined ? undefined : createHash(algorithm).update(data).digest('hex');
 }
 
 function badDigest(what: string, problem: string): ProxyError {

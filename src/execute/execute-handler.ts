@@ -13,7 +13,7 @@ import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { NO_LEASES, type PathLease, type PathLeases } from '../gc/path-leases';
 import { callStatusFor } from './call-status';
 import type { CasReader } from './cas-reader';
-import { digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
+import { digestFunctionByLength, digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
 import { ExecutionEntry } from './execution-entry';
 import { followExecution, notFound, WAIT_EXECUTION_PATH, type FollowOutcome } from './follow-execution';
 import { missingPathsStatus } from './missing-paths-status';
@@ -22,6 +22,7 @@ import { isOurOperationName, newOperationName } from './operation-names';
 import { OperationRegistry, type RegistryBounds } from './operation-registry';
 import { createActionMemo, prepareAction, type PrepareReport } from './prepare-action';
 import { createWalkMemo, TreeWalker } from './tree-walker';
+import type { DigestFunctionSource } from './upstream-digest-functions';
 
 export interface ExecuteServiceDeps {
   casReader: CasReader;
@@ -33,6 +34,12 @@ export interface ExecuteServiceDeps {
   metrics?: Metrics;
   /** GC-root leases: an action's store paths are held from preparation until its forwarded call ends. */
   leases?: PathLeases;
+  /**
+   * The upstream's announced digest functions per instance name, used to
+   * resolve an ExecuteRequest without digest_function (Buck2 sends none for
+   * BLAKE3); absent = the hash-length rule alone.
+   */
+  digestFunctions?: DigestFunctionSource;
   /** The binary cache URL clients push to (cachePublicUrl), named in the fix of a missing-path error; unset = no cache. */
   pushUrl?: () => string | undefined;
   tuning?: {
@@ -87,7 +94,9 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     let frame: Buffer;
     try {
       const request = await call.readUnaryRequest();
-      parsed = parseExecuteRequest(request.message);
+      parsed = await parseExecuteRequest(request.message, (instanceName) =>
+        deps.digestFunctions ? deps.digestFunctions.announced(instanceName, call.metadata) : Promise.resolve(undefined),
+      );
       frame = request.frame;
     } catch (err) {
       endWithError(call, err, 'Execute');
@@ -320,7 +329,10 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
 /** Longest instance name an Execute may carry (real ones are a few words). */
 const MAX_INSTANCE_NAME = 1024;
 
-function parseExecuteRequest(message: Buffer): ParsedExecute {
+async function parseExecuteRequest(
+  message: Buffer,
+  announced: (instanceName: string) => Promise<readonly number[] | undefined>,
+): Promise<ParsedExecute> {
   let request: { instanceName?: string; actionDigest?: DigestLike; digestFunction?: number };
   try {
     request = decodeStrict(T.ExecuteRequest, message) as typeof request;
@@ -339,10 +351,13 @@ function parseExecuteRequest(message: Buffer): ParsedExecute {
   // Checked first: without a digest, "a hash of 0 characters" would be the confusing complaint.
   if (!request.actionDigest) toBlobDigest(undefined, 0, 'ExecuteRequest.action_digest');
   const requested = request.digestFunction ?? 0;
-  const digestFunction = resolveDigestFunction(requested, request.actionDigest?.hash ?? '');
+  const hash = request.actionDigest?.hash ?? '';
+  const digestFunction = resolveDigestFunction(requested, hash, requested === 0 ? await announced(instanceName) : undefined);
+  // An unset function stays unset in the proxy's CAS requests unless the announcements chose another than the length rule.
+  const named = requested !== 0 || digestFunction === digestFunctionByLength(hash) ? requested : digestFunction;
   return {
-    instanceName: request.instanceName ?? '',
-    requestedDigestFunction: requested,
+    instanceName,
+    requestedDigestFunction: named,
     digestFunction,
     actionDigest: toBlobDigest(request.actionDigest, digestFunction, 'ExecuteRequest.action_digest'),
   };

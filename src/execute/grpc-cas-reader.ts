@@ -6,7 +6,7 @@ import { T } from '../reapi/protos';
 import { planBatches } from './batch-plan';
 import { abortError, missingBlobsError, type CasReadContext, type CasReader } from './cas-reader';
 import { forwardableMetadata } from './client-metadata';
-import { byteStreamReadName, digestKey, verifyBlob, type BlobDigest } from './digests';
+import { byteStreamReadName, digestFunctionName, digestKey, isVerifiable, verifyBlob, type BlobDigest } from './digests';
 import { runLimited } from '../util/run-limited';
 
 const BATCH_READ = '/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs';
@@ -56,6 +56,8 @@ type ServiceError = grpc.ServiceError;
  */
 export class GrpcCasReader implements CasReader {
   private batchUnsupported = false;
+  /** Digest functions whose blobs were read unverified (size checked only), logged once each. */
+  private readonly unverifiedLogged = new Set<number>();
 
   constructor(private readonly options: GrpcCasReaderOptions) {}
 
@@ -315,6 +317,14 @@ export class GrpcCasReader implements CasReader {
   }
 
   private verify(ctx: CasReadContext, d: BlobDigest, data: Buffer): void {
+    if (!isVerifiable(ctx.digestFunction) && !this.unverifiedLogged.has(ctx.digestFunction)) {
+      // Bounded: DigestFunction values are validated before any read.
+      this.unverifiedLogged.add(ctx.digestFunction);
+      this.options.logger.info(
+        { digestFunction: digestFunctionName(ctx.digestFunction), upstream: this.options.upstreamLabel },
+        'the proxy cannot compute this digest function; its blobs are read with their sizes checked and their hashes trusted to the upstream',
+      );
+    }
     const problem = verifyBlob(ctx.digestFunction, d, data);
     if (problem !== undefined) throw this.dataLoss(d, problem);
   }

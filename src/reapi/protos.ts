@@ -74,6 +74,7 @@ export const T = {
   get BatchReadBlobsResponse() { return messageType(`${V2}.BatchReadBlobsResponse`); },
   get GetTreeRequest() { return messageType(`${V2}.GetTreeRequest`); },
   get GetTreeResponse() { return messageType(`${V2}.GetTreeResponse`); },
+  get GetCapabilitiesRequest() { return messageType(`${V2}.GetCapabilitiesRequest`); },
   get ServerCapabilities() { return messageType(`${V2}.ServerCapabilities`); },
   get Operation() { return messageType('google.longrunning.Operation'); },
   get Any() { return messageType('google.protobuf.Any'); },

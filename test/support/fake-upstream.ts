@@ -9,7 +9,7 @@ import {
   type CallTransport,
 } from './fake-upstream/call-transport';
 import { GrpcStatusError } from './fake-upstream/grpc-status-error';
-import { MemoryCas, type Digest } from './fake-upstream/memory-cas';
+import { blake3Digest, MemoryCas, type Digest } from './fake-upstream/memory-cas';
 import { MSG, encode, type Obj } from './fake-upstream/messages';
 import { RequestQueue } from './fake-upstream/request-queue';
 import {
@@ -43,7 +43,7 @@ import {
 
 export { DEFAULT_CAPABILITIES, PATHS, type CompletedWrite, type Digest, type MethodPath };
 export { GrpcStatusError } from './fake-upstream/grpc-status-error';
-export { EMPTY_DIGEST, sha256Digest } from './fake-upstream/memory-cas';
+export { EMPTY_DIGEST, blake3Digest, sha256Digest } from './fake-upstream/memory-cas';
 export { MSG, any, decode, encode, statusDetails } from './fake-upstream/messages';
 export { parseResourceName } from './fake-upstream/resource-name';
 export { syntheticBytes, syntheticChunks, syntheticHash } from './fake-upstream/synthetic-blob';
@@ -232,6 +232,19 @@ export class FakeUpstream {
   /** Encodes `value` as `typeName` (a full proto name or a key of MSG) and stores it. */
   putMessage(typeName: string, value: Obj, instanceName = ''): Digest {
     return this.putBlob(encode((MSG as Record<string, string>)[typeName] ?? typeName, value), instanceName);
+  }
+
+  /** Stores `data` under its BLAKE3 digest (reads find it by hash and size, with or without blake3/ in the name). */
+  putBlake3Blob(data: Uint8Array | string, instanceName = ''): Digest {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    const digest = blake3Digest(bytes);
+    this.cas.putEntry(digest, { kind: 'bytes', data: bytes }, instanceName);
+    return digest;
+  }
+
+  /** putMessage under the BLAKE3 digest. */
+  putBlake3Message(typeName: string, value: Obj, instanceName = ''): Digest {
+    return this.putBlake3Blob(encode((MSG as Record<string, string>)[typeName] ?? typeName, value), instanceName);
   }
 
   /**

@@ -1,3 +1,5 @@
+import { blake3 } from '@noble/hashes/blake3';
+import { bytesToHex } from '@noble/hashes/utils';
 import { createHash } from 'node:crypto';
 import { syntheticBytes, syntheticHash } from './synthetic-blob';
 
@@ -13,6 +15,11 @@ export type BlobEntry =
   | { kind: 'bytes'; data: Buffer }
   | { kind: 'synthetic'; seed: number; sizeBytes: number }
   | { kind: 'sunk'; sizeBytes: number };
+
+/** The BLAKE3 digest of `data` (for a fake that announces BLAKE3; its CAS keys blobs by hash and size whatever the function). */
+export function blake3Digest(data: Uint8Array): Digest {
+  return { hash: bytesToHex(blake3(data)), sizeBytes: data.length };
+}
 
 export function sha256Digest(data: Uint8Array): Digest {
   return { hash: createHash('sha256').update(data).digest('hex'), sizeBytes: data.length };

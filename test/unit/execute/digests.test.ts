@@ -12,6 +12,8 @@ import { Code } from '../../../src/reapi/grpc-status';
 
 const SHA256 = createHash('sha256').update('hello').digest('hex');
 const SHA1 = createHash('sha1').update('hello').digest('hex');
+const BLAKE3_HELLO = 'ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f';
+const { SHA256: S256, BLAKE3: B3, SHA256TREE: TREE, SHA1: S1, MD5, MURMUR3 } = DigestFunction;
 
 describe('resolveDigestFunction', () => {
   it.each<[string, number, string, number]>([
@@ -24,6 +26,27 @@ describe('resolveDigestFunction', () => {
     ['unset, 128 hex -> SHA512', 0, 'a'.repeat(128), DigestFunction.SHA512],
   ])('%s', (_name, requested, hash, expected) => {
     expect(resolveDigestFunction(requested, hash)).toBe(expected);
+  });
+
+  it.each<[string, number, string, readonly number[] | undefined, number]>([
+    ['unset, only BLAKE3 announced -> BLAKE3', 0, SHA256, [B3], B3],
+    ['unset, only SHA256 announced -> SHA256', 0, SHA256, [S256], S256],
+    ['unset, SHA256 and BLAKE3 announced -> SHA256 (the REAPI default)', 0, SHA256, [B3, S256], S256],
+    ['unset, SHA256TREE and BLAKE3 announced -> first announced', 0, SHA256, [TREE, B3], TREE],
+    ['unset, BLAKE3 announced, 40 hex -> SHA1 by length', 0, SHA1, [B3], S1],
+    ['unset, MD5 and MURMUR3 announced, 32 hex -> both match, first', 0, 'a'.repeat(32), [MURMUR3, MD5], MURMUR3],
+    ['unset, nothing announced -> length rule', 0, SHA256, [], S256],
+    ['unset, announcements unknown -> length rule', 0, SHA256, undefined, S256],
+    ['explicit SHA256 wins over BLAKE3 announced', S256, SHA256, [B3], S256],
+    ['explicit BLAKE3 wins over SHA256 announced', B3, SHA256, [S256], B3],
+  ])('%s', (_name, requested, hash, announced, expected) => {
+    expect(resolveDigestFunction(requested, hash, announced)).toBe(expected);
+  });
+
+  it('refuses an unset function whose length matches neither announcements nor the length rule', () => {
+    expect(() => resolveDigestFunction(0, 'a'.repeat(63), [B3])).toThrow(
+      expect.objectContaining({ code: Code.INVALID_ARGUMENT }) as unknown as ProxyError,
+    );
   });
 
   it.each<[string, number, string]>([
@@ -73,8 +96,14 @@ describe('verifyBlob', () => {
     ['wrong sha256', DigestFunction.SHA256, { hash: 'b'.repeat(64), sizeBytes: 5 }, false],
     ['wrong size', DigestFunction.SHA256, { hash: SHA256, sizeBytes: 6 }, false],
     ['right sha1', DigestFunction.SHA1, { hash: SHA1, sizeBytes: 5 }, true],
-    ['blake3 trusted on size', DigestFunction.BLAKE3, { hash: 'c'.repeat(64), sizeBytes: 5 }, true],
-    ['blake3 still checks size', DigestFunction.BLAKE3, { hash: 'c'.repeat(64), sizeBytes: 4 }, false],
+    // b3sum of "hello"
+    ['right blake3', DigestFunction.BLAKE3, { hash: BLAKE3_HELLO, sizeBytes: 5 }, true],
+    ['wrong blake3', DigestFunction.BLAKE3, { hash: 'c'.repeat(64), sizeBytes: 5 }, false],
+    ['sha256 hash under blake3', DigestFunction.BLAKE3, { hash: SHA256, sizeBytes: 5 }, false],
+    ['blake3 still checks size', DigestFunction.BLAKE3, { hash: BLAKE3_HELLO, sizeBytes: 4 }, false],
+    ['sha256tree trusted on size', DigestFunction.SHA256TREE, { hash: 'c'.repeat(64), sizeBytes: 5 }, true],
+    ['vso trusted on size', DigestFunction.VSO, { hash: 'c'.repeat(66), sizeBytes: 5 }, true],
+    ['murmur3 still checks size', DigestFunction.MURMUR3, { hash: 'c'.repeat(32), sizeBytes: 4 }, false],
   ])('%s', (_name, fn, digest, ok) => {
     expect(verifyBlob(fn, digest, data) === undefined).toBe(ok);
   });
