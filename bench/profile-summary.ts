@@ -53,7 +53,9 @@ function main(): void {
     const n = byId.get(id)!;
     selfBy.set(label(n), (selfBy.get(label(n)) ?? 0) + t);
     const url = n.callFrame.url || `(${n.callFrame.functionName || 'vm'})`;
-    const key = url.includes('/node_modules/') ? url.slice(url.indexOf('/node_modules/') + 14).split('/')[0]! : url.replace(/^.*\/(dist|lib)\//, '$1/');
+    const key = url.includes('/node_modules/')
+      ? url.slice(url.indexOf('/node_modules/') + 14).split('/')[0]!
+      : url.replace(/^.*\/(dist|lib)\//, '$1/');
     fileBy.set(key, (fileBy.get(key) ?? 0) + t);
     // Inclusive: count once per distinct function on the stack.
     const seen = new Set<string>();

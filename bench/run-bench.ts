@@ -26,7 +26,13 @@ import { gitCommit, machineInfo, markdownTable, type BenchReport } from './harne
 import { writeDocsReport } from './harness/docs-report';
 import { LOAD_GENERATOR, type Endpoints } from './harness/compare-runs';
 import { ExecuteLog } from './harness/execute-log';
-import { buildNixFixtures, coldExecute, singleFlight, warmExecute, type NixScenarioContext } from './harness/execute-scenarios';
+import {
+  buildNixFixtures,
+  coldExecute,
+  singleFlight,
+  warmExecute,
+  type NixScenarioContext,
+} from './harness/execute-scenarios';
 import { makeNixRig, nixAvailable } from './harness/nix-rig';
 import { frontAvailable, startFront } from './harness/front-server';
 import { largeBlobs, manyOpenStreams, smallUnaryCalls, type ScenarioContext } from './harness/passthrough-scenarios';
@@ -80,7 +86,16 @@ function parseArgs(argv: string[]): Options {
     else throw new Error(`unknown option ${a}; see the comment at the top of bench/run-bench.ts`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  return { profile: PROFILES[name], only, outGiven: out !== undefined, out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`), cpuProf, proxyCli, front, docs: docs && name !== 'tiny' && out === undefined };
+  return {
+    profile: PROFILES[name],
+    only,
+    outGiven: out !== undefined,
+    out: out ?? path.join(REPO, '.bench-out', `bench-${name}-${stamp}.json`),
+    cpuProf,
+    proxyCli,
+    front,
+    docs: docs && name !== 'tiny' && out === undefined,
+  };
 }
 
 /** Long-running processes started, for the report (load generators come and go). */
@@ -98,24 +113,45 @@ async function startProxy(
   logLevel = 'info',
 ): Promise<ServerProcess> {
   const nodeFlags = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(REPO, '.bench-out', 'profiles')}`] : [];
-  return startServer('proxy', [...nodeFlags, opts.proxyCli, '--listen', '127.0.0.1:0', '--upstream', `grpc://${upstream.listen}`, ...extraArgs], {
-    env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: logLevel },
-    onJsonLine,
-  });
+  return startServer(
+    'proxy',
+    [...nodeFlags, opts.proxyCli, '--listen', '127.0.0.1:0', '--upstream', `grpc://${upstream.listen}`, ...extraArgs],
+    {
+      env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: logLevel },
+      onJsonLine,
+    },
+  );
 }
 
 /** Scenarios 3-5: a second proxy, with a fresh chroot shared store and counting Nix wrappers. */
-async function nixScenarios(opts: Options, upstream: ServerProcess, wants: (n: number) => boolean): Promise<ScenarioReport[]> {
+async function nixScenarios(
+  opts: Options,
+  upstream: ServerProcess,
+  wants: (n: number) => boolean,
+): Promise<ScenarioReport[]> {
   const out: ScenarioReport[] = [];
   progress('building Nix store paths for the Execute scenarios and a chroot shared store');
   const rig = await makeNixRig();
   try {
     const fixtures = await buildNixFixtures(rig, opts.profile, wants(4) ? opts.profile.coldRounds : 0);
     const log = new ExecuteLog();
-    const proxy = await startProxy(opts, upstream, ['--shared-store', rig.store, '--substituter', 'local', '--no-require-sigs', '--nix-bin-dir', rig.binDir], log.onJsonLine);
+    const proxy = await startProxy(
+      opts,
+      upstream,
+      ['--shared-store', rig.store, '--substituter', 'local', '--no-require-sigs', '--nix-bin-dir', rig.binDir],
+      log.onJsonLine,
+    );
     started.push({ name: 'Nix-aware proxy', pid: proxy.pid });
     progress(`Nix-aware proxy ${proxy.listen} (pid ${proxy.pid}), shared store ${rig.store}`);
-    const ctx: NixScenarioContext = { ends: { upstream, proxy }, rig, log, profile: opts.profile, fixtures, progress, judge: opts.profile.name !== 'tiny' };
+    const ctx: NixScenarioContext = {
+      ends: { upstream, proxy },
+      rig,
+      log,
+      profile: opts.profile,
+      fixtures,
+      progress,
+      judge: opts.profile.name !== 'tiny',
+    };
     if (wants(3)) out.push(...(await warmExecute(ctx)));
     if (wants(4)) out.push(...(await coldExecute(ctx)));
     if (wants(5)) out.push(...(await singleFlight(ctx)));
@@ -138,14 +174,31 @@ async function pushScenarios(opts: Options, upstream: ServerProcess): Promise<Sc
     const proxy = await startProxy(
       opts,
       upstream,
-      ['--shared-store', store, '--cache-listen', '127.0.0.1:0', '--auth-tokens-file', path.join(dir, 'tokens'), '--cache-staging-dir', path.join(dir, 'staging')],
+      [
+        '--shared-store',
+        store,
+        '--cache-listen',
+        '127.0.0.1:0',
+        '--auth-tokens-file',
+        path.join(dir, 'tokens'),
+        '--cache-staging-dir',
+        path.join(dir, 'staging'),
+      ],
       (line) => {
         if (line.msg === 'binary cache listening' && typeof line.publicUrl === 'string') cacheUrl = line.publicUrl;
       },
     );
     started.push({ name: 'proxy with the binary cache', pid: proxy.pid });
     progress(`proxy with the binary cache ${cacheUrl} (pid ${proxy.pid}), shared store ${store}`);
-    const out = await pushScenario({ proxy, cacheUrl: cacheUrl!, token, store, profile: opts.profile, progress, judge: opts.profile.name !== 'tiny' });
+    const out = await pushScenario({
+      proxy,
+      cacheUrl: cacheUrl!,
+      token,
+      store,
+      profile: opts.profile,
+      progress,
+      judge: opts.profile.name !== 'tiny',
+    });
     await stopProcess(proxy.child, 10_000);
     return out;
   } finally {
@@ -160,10 +213,16 @@ async function main(): Promise<number> {
   const loadAtStart = os.loadavg();
   const scenarios: ScenarioReport[] = [];
   const skipped: BenchReport['skipped'] = [];
-  progress(`profile ${opts.profile.name}; starting the memory upstream and the proxy (${path.relative(REPO, opts.proxyCli)})`);
+  progress(
+    `profile ${opts.profile.name}; starting the memory upstream and the proxy (${path.relative(REPO, opts.proxyCli)})`,
+  );
   const upstream = await startServer('memory upstream', [UPSTREAM]);
   started.push({ name: 'memory upstream', pid: upstream.pid });
-  const seed = await runJson<SeedResult>('seeding', [LOAD_GENERATOR, JSON.stringify({ kind: 'seed', target: upstream.listen })], 60_000);
+  const seed = await runJson<SeedResult>(
+    'seeding',
+    [LOAD_GENERATOR, JSON.stringify({ kind: 'seed', target: upstream.listen })],
+    60_000,
+  );
   if ([1, 2, 6].some(wants)) {
     const proxy = await startProxy(opts, upstream);
     started.push({ name: 'proxy', pid: proxy.pid });
@@ -172,11 +231,22 @@ async function main(): Promise<number> {
     if (opts.front && frontAvailable()) {
       ends.front = await startFront(proxy.listen, upstream.listen);
       started.push({ name: ends.front.name, pid: ends.front.pid });
-      progress(`front ${ends.front.listen} (pid ${ends.front.pid}): Execution, Capabilities, Health to the proxy, the rest to the upstream`);
+      progress(
+        `front ${ends.front.listen} (pid ${ends.front.pid}): Execution, Capabilities, Health to the proxy, the rest to the upstream`,
+      );
     } else if (opts.front) {
-      skipped.push({ scenario: 0, reason: 'front+proxy mode: haproxy is not installed (scripts/install-deps.sh installs it)' });
+      skipped.push({
+        scenario: 0,
+        reason: 'front+proxy mode: haproxy is not installed (scripts/install-deps.sh installs it)',
+      });
     }
-    const ctx: ScenarioContext = { ends, profile: opts.profile, action: seed.action, progress, judge: opts.profile.name !== 'tiny' };
+    const ctx: ScenarioContext = {
+      ends,
+      profile: opts.profile,
+      action: seed.action,
+      progress,
+      judge: opts.profile.name !== 'tiny',
+    };
     if (wants(1)) scenarios.push(...(await smallUnaryCalls(ctx)));
     if (wants(2)) scenarios.push(...(await largeBlobs(ctx)));
     if (wants(6)) scenarios.push(...(await manyOpenStreams(ctx)));
@@ -186,14 +256,20 @@ async function main(): Promise<number> {
   }
   if ([3, 4, 5].some(wants)) {
     if (!nixAvailable()) {
-      for (const n of [3, 4, 5]) if (wants(n)) skipped.push({ scenario: n, reason: 'nix and nix-store are not available here (scripts/install-deps.sh installs them)' });
+      for (const n of [3, 4, 5])
+        if (wants(n))
+          skipped.push({
+            scenario: n,
+            reason: 'nix and nix-store are not available here (scripts/install-deps.sh installs them)',
+          });
     } else {
       scenarios.push(...(await nixScenarios(opts, upstream, wants)));
     }
   }
 
   if (wants(7)) {
-    if (!nixAvailable()) skipped.push({ scenario: 7, reason: 'nix is not available here (scripts/install-deps.sh installs it)' });
+    if (!nixAvailable())
+      skipped.push({ scenario: 7, reason: 'nix is not available here (scripts/install-deps.sh installs it)' });
     else scenarios.push(...(await pushScenarios(opts, upstream)));
   }
 
@@ -211,9 +287,12 @@ async function main(): Promise<number> {
   };
   mkdirSync(path.dirname(opts.out), { recursive: true });
   writeFileSync(opts.out, JSON.stringify(report, null, 2) + '\n');
-  if (!opts.outGiven) writeFileSync(path.join(path.dirname(opts.out), 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+  if (!opts.outGiven)
+    writeFileSync(path.join(path.dirname(opts.out), 'latest.json'), JSON.stringify(report, null, 2) + '\n');
   const m = report.machine;
-  process.stdout.write(`\n${markdownTable(scenarios)}\n\n${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}; commit ${report.gitCommit ?? 'unknown'}\n`);
+  process.stdout.write(
+    `\n${markdownTable(scenarios)}\n\n${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}; commit ${report.gitCommit ?? 'unknown'}\n`,
+  );
   for (const s of skipped) process.stdout.write(`scenario ${s.scenario} skipped: ${s.reason}\n`);
   process.stdout.write(`JSON report: ${path.relative(process.cwd(), opts.out)}\n`);
   if (opts.docs) {
@@ -233,7 +312,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 main()
   .catch((err: unknown) => {
-    progress(`failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    progress(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return 1;
   })
   .then(async (code) => {

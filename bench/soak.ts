@@ -43,7 +43,13 @@ interface Options {
 function parseArgs(argv: string[]): Options {
   // At the default load (about 45 Executes a second) the operation registry reaches its bound of 20,000
   // finished operations after some 7 minutes; memory is judged flat only after that.
-  const o: Options = { durationMs: 10 * 60_000, clients: 200, faults: true, out: path.join(REPO, '.bench-out', 'soak.json'), warmup: 0.7 };
+  const o: Options = {
+    durationMs: 10 * 60_000,
+    clients: 200,
+    faults: true,
+    out: path.join(REPO, '.bench-out', 'soak.json'),
+    warmup: 0.7,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -60,7 +66,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--out') o.out = path.resolve(value());
     else if (a === '--warmup') o.warmup = Number(value());
     else if (a === '--proxy-heap-mb') o.proxyHeapMb = Number(value());
-    else throw new Error(`unknown option ${a} (use --duration, --clients, --no-faults, --warmup, --proxy-heap-mb, --out)`);
+    else
+      throw new Error(`unknown option ${a} (use --duration, --clients, --no-faults, --warmup, --proxy-heap-mb, --out)`);
   }
   if (!Number.isInteger(o.clients) || o.clients < 1) throw new Error('--clients takes a positive integer');
   if (!(o.warmup >= 0 && o.warmup < 1)) throw new Error('--warmup takes a fraction of the run, e.g. 0.5');
@@ -90,20 +97,46 @@ async function main(): Promise<number> {
     nix.set('nix', 'valid');
     const up = await fake.start();
     proxy = await startProxy(
-      ['--upstream', up.url, '--shared-store', store, '--substituter', `file://${cache}`, '--nix-bin-dir', nix.dir, '--connect-timeout', '2s', '--limits-realise-retries', '0'],
+      [
+        '--upstream',
+        up.url,
+        '--shared-store',
+        store,
+        '--substituter',
+        `file://${cache}`,
+        '--nix-bin-dir',
+        nix.dir,
+        '--connect-timeout',
+        '2s',
+        '--limits-realise-retries',
+        '0',
+      ],
       {
         cli: path.join(REPO, 'dist', 'src', 'cli.js'),
         cwd: REPO,
-        env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info', ...(o.proxyHeapMb ? { NODE_OPTIONS: `--max-old-space-size=${o.proxyHeapMb}` } : {}) },
+        env: {
+          NIX_REAPI_PROXY_LOG_LEVEL: 'info',
+          ...(o.proxyHeapMb ? { NODE_OPTIONS: `--max-old-space-size=${o.proxyHeapMb}` } : {}),
+        },
       },
     );
     // A short calm run first opens the upstream connections the proxy keeps; then the reference counts.
-    await runSoak({ endpoint: proxy.endpoint, proxyPid: proxy.pid, fake, nix, durationMs: 2000, clients: 8, faults: false });
+    await runSoak({
+      endpoint: proxy.endpoint,
+      proxyPid: proxy.pid,
+      fake,
+      nix,
+      durationMs: 2000,
+      clients: 8,
+      faults: false,
+    });
     const before = await settle(
       () => snapshot(proxy!.pid),
       (s) => s.children.length === 0,
     );
-    process.stderr.write(`soak: ${o.clients} clients for ${o.durationMs / 1000} s, faults ${o.faults ? 'on' : 'off'}; proxy pid ${proxy.pid}\n`);
+    process.stderr.write(
+      `soak: ${o.clients} clients for ${o.durationMs / 1000} s, faults ${o.faults ? 'on' : 'off'}; proxy pid ${proxy.pid}\n`,
+    );
     const report = await runSoak({
       endpoint: proxy.endpoint,
       proxyPid: proxy.pid,
@@ -125,23 +158,41 @@ async function main(): Promise<number> {
     const rows: Array<[string, string]> = [
       ['duration', `${(report.durationMs / 1000).toFixed(0)} s`],
       ['clients', String(report.clients)],
-      ['operations', `${total} (${Object.entries(report.operations).map(([k, v]) => `${k} ${v}`).join(', ')})`],
+      [
+        'operations',
+        `${total} (${Object.entries(report.operations)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')})`,
+      ],
       ['retries', String(report.retries)],
       ['failed after retries', JSON.stringify(report.failed)],
       ['blobs written', `${report.blobsWritten} (${mb(report.bytesWritten)})`],
       ['corrupted / lost / reported missing', `${report.corrupted} / ${report.lost} / ${report.reportedMissing}`],
       ['faults injected', JSON.stringify(report.faults)],
       ['proxy RSS after warm-up', `${mb(report.rss.atWarmup)}, max ${mb(report.rss.maxAfterWarmup)}`],
-      ['RSS median first / last third', `${mb(report.rss.firstThirdMedian)} / ${mb(report.rss.lastThirdMedian)} (growth ${mb(growth)})`],
+      [
+        'RSS median first / last third',
+        `${mb(report.rss.firstThirdMedian)} / ${mb(report.rss.lastThirdMedian)} (growth ${mb(growth)})`,
+      ],
       ['descriptors before / after', `${before.fds} / ${after.fds} ${JSON.stringify(fdSummary(after.fdTargets))}`],
       ['child processes after', String(after.children.length)],
     ];
     process.stdout.write(`| measure | value |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}\n`);
     mkdirSync(path.dirname(o.out), { recursive: true });
-    writeFileSync(o.out, JSON.stringify({ options: o, report, fds: { before: before.fds, after: after.fds } }, null, 1));
+    writeFileSync(
+      o.out,
+      JSON.stringify({ options: o, report, fds: { before: before.fds, after: after.fds } }, null, 1),
+    );
     process.stderr.write(`soak: report written to ${o.out}\n`);
-    if (proxy.child.exitCode !== null || proxy.child.signalCode !== null) throw new Error(`the proxy exited during the soak (${proxy.child.exitCode ?? proxy.child.signalCode})`);
-    const ok = report.corrupted === 0 && report.lost === 0 && report.reportedMissing === 0 && growth < FLAT_BYTES && after.fds <= before.fds && after.children.length === 0;
+    if (proxy.child.exitCode !== null || proxy.child.signalCode !== null)
+      throw new Error(`the proxy exited during the soak (${proxy.child.exitCode ?? proxy.child.signalCode})`);
+    const ok =
+      report.corrupted === 0 &&
+      report.lost === 0 &&
+      report.reportedMissing === 0 &&
+      growth < FLAT_BYTES &&
+      after.fds <= before.fds &&
+      after.children.length === 0;
     return ok ? 0 : 1;
   } finally {
     await stopAll();
@@ -151,7 +202,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`soak: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(`soak: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(2);
   },
 );

@@ -72,7 +72,10 @@ function makeLogger(level: string): Logger {
 
 async function serve(loaded: LoadedConfig): Promise<number> {
   const logger = makeLogger(loaded.config.logLevel);
-  logger.info({ config: describeConfig(loaded.config, loaded.sources), configFile: loaded.configFile ?? null }, 'effective configuration');
+  logger.info(
+    { config: describeConfig(loaded.config, loaded.sources), configFile: loaded.configFile ?? null },
+    'effective configuration',
+  );
   const proxy = await startProxy(loaded.config, logger);
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -83,7 +86,10 @@ async function serve(loaded: LoadedConfig): Promise<number> {
         return;
       }
       stopping = true;
-      logger.info({ signal, graceMs: loaded.config.shutdownGraceMs }, 'shutting down: no new connections, waiting for calls in flight');
+      logger.info(
+        { signal, graceMs: loaded.config.shutdownGraceMs },
+        'shutting down: no new connections, waiting for calls in flight',
+      );
       proxy.close().then(
         () => {
           logger.info('stopped');
@@ -109,7 +115,7 @@ main(process.argv.slice(2)).then(
     setTimeout(() => process.exit(code), 50).unref();
   },
   (err: unknown) => {
-    process.stderr.write(`nix-reapi-proxy: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(`nix-reapi-proxy: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   },
 );

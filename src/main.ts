@@ -75,7 +75,9 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   if (tokens) {
     const plaintext = [
       ...(config.tls.cert && config.tls.key ? [] : [`the gRPC listener ${formatHostPort(config.listen)}`]),
-      ...(config.cacheListen && !(config.cacheTls.cert && config.cacheTls.key) && !(config.tls.cert && config.tls.key) ? [`the binary cache ${formatHostPort(config.cacheListen)}`] : []),
+      ...(config.cacheListen && !(config.cacheTls.cert && config.cacheTls.key) && !(config.tls.cert && config.tls.key)
+        ? [`the binary cache ${formatHostPort(config.cacheListen)}`]
+        : []),
     ];
     if (plaintext.length > 0) {
       logger.warn(
@@ -103,7 +105,9 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     logger,
   );
   const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
-  const prometheus = config.metricsListen ? new PrometheusMetrics({ version: packageVersion(), processMetrics: true }) : undefined;
+  const prometheus = config.metricsListen
+    ? new PrometheusMetrics({ version: packageVersion(), processMetrics: true })
+    : undefined;
   const metrics: Metrics = prometheus ?? NO_METRICS;
   const closers: Array<() => void | Promise<void>> = [];
 
@@ -115,7 +119,13 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const maxResponseBytes = Math.max(config.maxMessageBytes, 4 * 1024 * 1024);
     const casClient = createCasClient(target, { tls: upstreamTls, maxResponseBytes, keepalive: config.keepalive });
     closers.push(() => casClient.close());
-    const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes, connectTimeoutMs: config.connectTimeoutMs, logger });
+    const casReader = new GrpcCasReader({
+      client: casClient,
+      upstreamLabel: target.url,
+      maxResponseBytes,
+      connectTimeoutMs: config.connectTimeoutMs,
+      logger,
+    });
     // One runner for every Nix process the proxy starts.
     const runner = extras.nixRunner ?? configuredNixRunner(config);
     const roots = createGcRoots(config, {
@@ -128,12 +138,26 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     const imports = config.cacheListen ? new ImportsInFlight() : undefined;
     const ensurer = createClosureEnsurer(config, { logger, runner, metrics, leases: roots, currentClient, imports });
     // Closed in this order at shutdown: stop realisations, then drop this replica's leases.
-    closers.push(() => ensurer.close(), () => roots.close());
+    closers.push(
+      () => ensurer.close(),
+      () => roots.close(),
+    );
     const digestFunctions = new UpstreamDigestFunctions({ fetch: grpcCapabilitiesFetch(casClient), logger });
-    execute = createExecuteService({ casReader, digestFunctions, ensurer, upstream, config, logger, metrics, leases: roots, pushUrl: () => cache?.publicUrl });
+    execute = createExecuteService({
+      casReader,
+      digestFunctions,
+      ensurer,
+      upstream,
+      config,
+      logger,
+      metrics,
+      leases: roots,
+      pushUrl: () => cache?.publicUrl,
+    });
     if (config.cacheListen) {
       const rootsDir = roots.location.on ? roots.location.dir : undefined;
-      startCache = () => startBinaryCache(config, { logger, runner, store: ensurer.store, leases: roots, rootsDir, tokens, imports });
+      startCache = () =>
+        startBinaryCache(config, { logger, runner, store: ensurer.store, leases: roots, rootsDir, tokens, imports });
     }
   }
 
@@ -143,8 +167,10 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   tokens?.watch();
   if (tokens) closers.push(() => tokens.close());
   const clientCertificates = Boolean(config.tls.clientCa && config.tls.cert && config.tls.key);
-  const perClient = config.limits.clientConcurrentRealisations !== undefined || config.limits.clientRealisedBytesPerHour !== undefined;
-  const admission = tokens || clientCertificates || perClient ? new Admission({ tokens, clientCertificates, logger }) : undefined;
+  const perClient =
+    config.limits.clientConcurrentRealisations !== undefined || config.limits.clientRealisedBytesPerHour !== undefined;
+  const admission =
+    tokens || clientCertificates || perClient ? new Admission({ tokens, clientCertificates, logger }) : undefined;
   const router = new CallRouter({
     pool,
     health,
@@ -161,7 +187,10 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
     {
       host,
       port,
-      tls: config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa } : undefined,
+      tls:
+        config.tls.cert && config.tls.key
+          ? { cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa }
+          : undefined,
       keepaliveTimeMs: config.keepalive.timeMs,
       keepaliveTimeoutMs: config.keepalive.timeoutMs,
       maxConnections: config.limits.connections,
@@ -175,7 +204,11 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   let address: AddressInfo;
   try {
     if (prometheus && config.metricsListen) {
-      metricsServer = await startMetricsServer(splitHostPort(config.metricsListen), () => prometheus.exposition(), logger);
+      metricsServer = await startMetricsServer(
+        splitHostPort(config.metricsListen),
+        () => prometheus.exposition(),
+        logger,
+      );
     }
     cache = await startCache?.();
     address = await server.listen();
@@ -188,7 +221,13 @@ export async function startProxy(config: Config, logger: Logger, extras: ProxyEx
   }
   const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info(
-    { listen: endpoint, upstream: target.url, sharedStore: config.sharedStore?.url ?? null, metrics: metricsServer?.endpoint, cache: cache?.endpoint },
+    {
+      listen: endpoint,
+      upstream: target.url,
+      sharedStore: config.sharedStore?.url ?? null,
+      metrics: metricsServer?.endpoint,
+      cache: cache?.endpoint,
+    },
     'listening',
   );
   return {

@@ -34,7 +34,9 @@ export interface UnaryCorpus {
 }
 
 export function unaryCorpus(): UnaryCorpus {
-  const present = Array.from({ length: FIND_MISSING_PRESENT }, (_, i) => blobOf(`bench input file ${i}\n`.repeat(1 + (i % 7))));
+  const present = Array.from({ length: FIND_MISSING_PRESENT }, (_, i) =>
+    blobOf(`bench input file ${i}\n`.repeat(1 + (i % 7))),
+  );
   const absent = Array.from({ length: FIND_MISSING_DIGESTS - FIND_MISSING_PRESENT }, (_, i) => {
     const b = blobOf(`never uploaded ${i}`);
     return { hash: b.hash, size: b.size };
@@ -50,12 +52,19 @@ export function unaryCorpus(): UnaryCorpus {
   );
   // An input root holding the present blobs as files.
   const inputRoot = blobOf(
-    Buffer.concat(present.slice(0, 10).map((b, i) => bytesField(1, Buffer.concat([bytesField(1, `f${i}.txt`), bytesField(2, digestOf(b))])))),
+    Buffer.concat(
+      present
+        .slice(0, 10)
+        .map((b, i) => bytesField(1, Buffer.concat([bytesField(1, `f${i}.txt`), bytesField(2, digestOf(b))]))),
+    ),
   );
   const action = blobOf(Buffer.concat([bytesField(1, digestOf(command)), bytesField(2, digestOf(inputRoot))]));
   // A typical cached result: two outputs, exit code 0, a worker name.
   const actionResult = Buffer.concat([
-    bytesField(2, Buffer.concat([bytesField(1, 'out/result'), bytesField(2, digestOf(present[0]!)), varintField(4, 1)])),
+    bytesField(
+      2,
+      Buffer.concat([bytesField(1, 'out/result'), bytesField(2, digestOf(present[0]!)), varintField(4, 1)]),
+    ),
     bytesField(2, Buffer.concat([bytesField(1, 'out/result.d'), bytesField(2, digestOf(present[1]!))])),
     varintField(4, 0),
     bytesField(9, bytesField(1, 'bench-worker-0')),
@@ -83,7 +92,9 @@ export function executeRequest(action: { hash: string; size: number }): Buffer {
 
 /** BatchUpdateBlobsRequest {requests = 2: {digest = 1, data = 2}}. */
 export function batchUpdateRequest(blobs: readonly Blob[]): Buffer {
-  return Buffer.concat(blobs.map((b) => bytesField(2, Buffer.concat([bytesField(1, digestOf(b)), bytesField(2, b.data)]))));
+  return Buffer.concat(
+    blobs.map((b) => bytesField(2, Buffer.concat([bytesField(1, digestOf(b)), bytesField(2, b.data)]))),
+  );
 }
 
 export function updateActionResultRequest(action: Blob, result: Buffer): Buffer {

@@ -20,7 +20,14 @@ export interface TreeShape {
 }
 
 function fileNode(name: string, file: Blob, executable: boolean): Buffer {
-  return bytesField(1, Buffer.concat([bytesField(1, name), bytesField(2, digestOf(file)), executable ? varintField(4, 1) : Buffer.alloc(0)]));
+  return bytesField(
+    1,
+    Buffer.concat([
+      bytesField(1, name),
+      bytesField(2, digestOf(file)),
+      executable ? varintField(4, 1) : Buffer.alloc(0),
+    ]),
+  );
 }
 
 function dirNode(name: string, dir: Blob): Buffer {
@@ -62,7 +69,12 @@ function inputTree(shape: TreeShape, refs: readonly string[], salt: string): { r
 }
 
 /** An Action running `tool` (a store path) over an input tree; `salt` makes its digest unique. */
-export function benchAction(shape: TreeShape, treeRefs: readonly string[], commandRefs: readonly string[], salt: string): BenchAction {
+export function benchAction(
+  shape: TreeShape,
+  treeRefs: readonly string[],
+  commandRefs: readonly string[],
+  salt: string,
+): BenchAction {
   const tree = inputTree(shape, treeRefs, salt);
   const path = commandRefs.map((r) => `${r}/bin`).join(':') || '/bin';
   const command = blobOf(
@@ -74,6 +86,8 @@ export function benchAction(shape: TreeShape, treeRefs: readonly string[], comma
       bytesField(7, 'out'),
     ]),
   );
-  const action = blobOf(Buffer.concat([bytesField(1, digestOf(command)), bytesField(2, digestOf(tree.root)), bytesField(9, salt)]));
+  const action = blobOf(
+    Buffer.concat([bytesField(1, digestOf(command)), bytesField(2, digestOf(tree.root)), bytesField(9, salt)]),
+  );
   return { action, blobs: [...tree.blobs, command, action], treeNodes: shape.files + Math.max(1, shape.directories) };
 }

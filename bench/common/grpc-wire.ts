@@ -70,9 +70,14 @@ export function fields(buf: Buffer): Field[] {
         pos = end;
         break;
       }
-      case 1: pos += 8; break;
-      case 5: pos += 4; break;
-      default: throw new Error(`unsupported wire type ${tag.value & 7}`);
+      case 1:
+        pos += 8;
+        break;
+      case 5:
+        pos += 4;
+        break;
+      default:
+        throw new Error(`unsupported wire type ${tag.value & 7}`);
     }
     if (pos > buf.length) throw new Error('truncated field');
   }

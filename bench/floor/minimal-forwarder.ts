@@ -18,10 +18,16 @@ const arg = (name: string): string => {
 
 const upstreamUrl = arg('--upstream').replace(/^grpc:\/\//, 'http://');
 const [host, port] = arg('--listen').split(':');
-const upstream = http2.connect(upstreamUrl, { settings: { initialWindowSize: 1024 * 1024 }, peerMaxConcurrentStreams: 100_000 });
+const upstream = http2.connect(upstreamUrl, {
+  settings: { initialWindowSize: 1024 * 1024 },
+  peerMaxConcurrentStreams: 100_000,
+});
 upstream.on('error', () => {});
 
-const server = http2.createServer({ settings: { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 100_000 }, maxSessionMemory: 256 });
+const server = http2.createServer({
+  settings: { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 100_000 },
+  maxSessionMemory: 256,
+});
 server.on('stream', (stream, headers: IncomingHttpHeaders) => {
   const out: OutgoingHttpHeaders = {};
   for (const k of Object.keys(headers)) if (k !== ':authority' && k !== ':scheme') out[k] = headers[k];
@@ -45,6 +51,8 @@ server.on('stream', (stream, headers: IncomingHttpHeaders) => {
 });
 server.listen(Number(port), host, () => {
   const a = server.address();
-  process.stdout.write(JSON.stringify({ msg: 'listening', listen: `${host}:${typeof a === 'object' && a ? a.port : port}` }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ msg: 'listening', listen: `${host}:${typeof a === 'object' && a ? a.port : port}` }) + '\n',
+  );
 });
 process.on('SIGTERM', () => process.exit(0));

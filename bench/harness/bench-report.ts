@@ -41,15 +41,26 @@ export function machineInfo(): MachineInfo {
 
 export function gitCommit(cwd: string): string | null {
   try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src'], { cwd, encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd,
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src'], {
+      cwd,
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
     return dirty ? `${head} (src modified)` : head;
   } catch {
     return null;
   }
 }
 
-const fmt = (v: number | null | undefined, digits = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+const fmt = (v: number | null | undefined, digits = 3): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
 
 /** A Markdown table: one line per scenario variant and mode. */
 export function markdownTable(scenarios: readonly ScenarioReport[]): string {
@@ -60,7 +71,8 @@ export function markdownTable(scenarios: readonly ScenarioReport[]): string {
   const lines: string[] = [];
   for (const s of scenarios) {
     s.rows.forEach((r, i) => {
-      const unitName = r.throughputUnit === 'MiB/s' ? 'µs/MiB' : r.throughputUnit === 'calls/s' ? 'µs/call' : 'µs/stream';
+      const unitName =
+        r.throughputUnit === 'MiB/s' ? 'µs/MiB' : r.throughputUnit === 'calls/s' ? 'µs/call' : 'µs/stream';
       const first = i === 0;
       lines.push(
         [
@@ -70,13 +82,24 @@ export function markdownTable(scenarios: readonly ScenarioReport[]): string {
           fmt(r.medianMs),
           fmt(r.p99Ms),
           `${fmt(r.throughput, r.throughput >= 100 ? 0 : 1)} ${r.throughputUnit}`,
-          r.mode === 'proxy' ? `${fmt(r.proxyCpuUsPerUnit, 0)} ${unitName}` : r.mode === 'front+proxy' ? `${fmt(r.proxyCpuUsPerUnit, 0)} + front ${fmt(r.frontCpuUsPerUnit ?? NaN, 0)} ${unitName}` : '',
+          r.mode === 'proxy'
+            ? `${fmt(r.proxyCpuUsPerUnit, 0)} ${unitName}`
+            : r.mode === 'front+proxy'
+              ? `${fmt(r.proxyCpuUsPerUnit, 0)} + front ${fmt(r.frontCpuUsPerUnit ?? NaN, 0)} ${unitName}`
+              : '',
           r.mode === 'proxy' ? `${fmt(r.proxyPeakRssMiB, 0)} (+${fmt(r.proxyRssGrowthMiB, 0)})` : '',
-          first ? fmt(s.ratio, 2) : r.mode === 'front+proxy' && typeof s.detail?.frontPlusProxyRatio === 'number' ? `front+proxy ${fmt(s.detail.frontPlusProxyRatio, 2)}` : '',
+          first
+            ? fmt(s.ratio, 2)
+            : r.mode === 'front+proxy' && typeof s.detail?.frontPlusProxyRatio === 'number'
+              ? `front+proxy ${fmt(s.detail.frontPlusProxyRatio, 2)}`
+              : '',
           first ? fmt(s.addedMedianMs) : '',
           first ? s.target : '',
           first ? (s.met === null ? 'not judged' : s.met ? 'yes' : '**no**') : '',
-        ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
+        ]
+          .join(' | ')
+          .replace(/^/, '| ')
+          .replace(/$/, ' |'),
       );
     });
   }

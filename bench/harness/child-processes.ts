@@ -84,7 +84,12 @@ export function startServer(
  * Runs `node args...` to completion; resolves its last stdout line parsed as
  * JSON. `onLine` sees every complete stdout line as it arrives. Killed after `timeoutMs`.
  */
-export function runJson<T>(name: string, args: string[], timeoutMs: number, onLine?: (line: string) => void): Promise<T> {
+export function runJson<T>(
+  name: string,
+  args: string[],
+  timeoutMs: number,
+  onLine?: (line: string) => void,
+): Promise<T> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let out = '';
@@ -114,9 +119,17 @@ export function runJson<T>(name: string, args: string[], timeoutMs: number, onLi
       } catch {
         parsed = undefined;
       }
-      const failure = parsed && typeof parsed === 'object' && 'error' in parsed ? String((parsed as { error: unknown }).error) : undefined;
+      const failure =
+        parsed && typeof parsed === 'object' && 'error' in parsed
+          ? String((parsed as { error: unknown }).error)
+          : undefined;
       if (code === 0 && parsed !== undefined && !failure) resolve(parsed as T);
-      else reject(new Error(`${name} failed (${code ?? signal}${signal === 'SIGKILL' ? `, killed after ${timeoutMs} ms` : ''}): ${failure ?? last}\n${err}`));
+      else
+        reject(
+          new Error(
+            `${name} failed (${code ?? signal}${signal === 'SIGKILL' ? `, killed after ${timeoutMs} ms` : ''}): ${failure ?? last}\n${err}`,
+          ),
+        );
     });
   });
 }

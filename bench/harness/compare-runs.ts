@@ -25,7 +25,14 @@ export interface LoadResult {
 export type UnitsOf = (result: LoadResult) => number;
 
 /** One load-generator run against one endpoint, with the proxy's memory and CPU watched meanwhile. */
-export async function measure(ends: Endpoints, mode: Mode, round: number, job: LoadJob, units: UnitsOf, timeoutMs: number): Promise<RunMeasure> {
+export async function measure(
+  ends: Endpoints,
+  mode: Mode,
+  round: number,
+  job: LoadJob,
+  units: UnitsOf,
+  timeoutMs: number,
+): Promise<RunMeasure> {
   // Counted from the load generator's "measuring" line (after set-up and warm-up) to its result line.
   let watch = new ProcessWatch(ends.proxy.pid);
   let frontWatch = ends.front ? new ProcessWatch(ends.front.pid) : undefined;
@@ -88,9 +95,14 @@ export async function compare(
 ): Promise<RunMeasure[]> {
   const runs: RunMeasure[] = [];
   for (let round = 0; round < rounds; round++) {
-    const order: Mode[] = ends.front ? rotate(['direct', 'proxy', 'front+proxy'], round) : round % 2 === 0 ? ['direct', 'proxy'] : ['proxy', 'direct'];
+    const order: Mode[] = ends.front
+      ? rotate(['direct', 'proxy', 'front+proxy'], round)
+      : round % 2 === 0
+        ? ['direct', 'proxy']
+        : ['proxy', 'direct'];
     for (const mode of order) {
-      const target = mode === 'direct' ? ends.upstream.listen : mode === 'proxy' ? ends.proxy.listen : ends.front!.listen;
+      const target =
+        mode === 'direct' ? ends.upstream.listen : mode === 'proxy' ? ends.proxy.listen : ends.front!.listen;
       const m = await measure(ends, mode, round, jobFor(target), units, timeoutMs);
       progress(`  round ${round + 1}/${rounds} ${mode.padEnd(6)} ${describeRun(m)}`);
       runs.push(m);

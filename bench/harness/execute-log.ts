@@ -7,7 +7,15 @@ export interface ExecuteLine {
   joined?: number;
   missing?: number;
   tree?: { nodes?: number; fetchedDirectories?: number; fetchedFiles?: number; memoHits?: number };
-  ms?: { read?: number; walk?: number; check?: number; realise?: number; ensure?: number; forward?: number; total?: number };
+  ms?: {
+    read?: number;
+    walk?: number;
+    check?: number;
+    realise?: number;
+    ensure?: number;
+    forward?: number;
+    total?: number;
+  };
 }
 
 export class ExecuteLog {
@@ -33,7 +41,10 @@ export class ExecuteLog {
     const have = this.lines.get(hash);
     if (have?.length) return Promise.resolve(have[0]!);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the proxy logged no "execute" line for action ${hash} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`the proxy logged no "execute" line for action ${hash} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       const list = this.waiters.get(hash) ?? [];
       list.push(() => {
         clearTimeout(timer);

@@ -53,7 +53,9 @@ export async function buildNixFixtures(rig: NixRig, profile: Profile, rounds: nu
   const built = await rig.build(spec);
   const fixtures: NixFixtures = {
     tool: built.tool!,
-    treeRefs: Array.from({ length: rounds }, (_, r) => Array.from({ length: treeRefs }, (_, i) => built[`ref-${r}-${i}`]!)),
+    treeRefs: Array.from({ length: rounds }, (_, r) =>
+      Array.from({ length: treeRefs }, (_, i) => built[`ref-${r}-${i}`]!),
+    ),
     closureAlone: built['alone-top']!,
     closureShared: built['shared-top']!,
   };
@@ -95,7 +97,14 @@ export async function warmExecute(ctx: NixScenarioContext): Promise<ScenarioRepo
   const first = await ctx.log.first(action.action.hash, LOG_WAIT_MS);
   const before = ctx.rig.invocations().length;
   const n = ctx.profile.execute.warmCalls;
-  const runs = await compare(ctx.ends, ctx.profile.rounds, (t) => executeJob(t, action, n, Math.min(200, n)), calls, 600_000, ctx.progress);
+  const runs = await compare(
+    ctx.ends,
+    ctx.profile.rounds,
+    (t) => executeJob(t, action, n, Math.min(200, n)),
+    calls,
+    600_000,
+    ctx.progress,
+  );
   const nixProcesses = ctx.rig.invocations().length - before;
   const rows = [summarizeRuns(runs, 'direct', 'calls/s'), summarizeRuns(runs, 'proxy', 'calls/s')];
   const added = addedMedianOf(rows);
@@ -110,7 +119,11 @@ export async function warmExecute(ctx: NixScenarioContext): Promise<ScenarioRepo
       addedMedianMs: added,
       target: 'added median latency <= 1 ms, zero Nix processes started',
       met: ctx.judge ? errorsFree && nixProcesses === 0 && added !== null && added <= 1 : null,
-      detail: { nixProcessesDuringWarmRuns: nixProcesses, firstExecuteRealised: first.realised ?? null, firstExecuteOutcome: first.outcome ?? null },
+      detail: {
+        nixProcessesDuringWarmRuns: nixProcesses,
+        firstExecuteRealised: first.realised ?? null,
+        firstExecuteOutcome: first.outcome ?? null,
+      },
       runs,
     },
   ];
@@ -122,13 +135,30 @@ export async function coldExecute(ctx: NixScenarioContext): Promise<ScenarioRepo
   const title = `Execute, cold: ${treeFiles} files in ${treeDirs} directories, ${treeRefs} store references`;
   ctx.progress(`scenario 4: ${title}`);
   const runs: RunMeasure[] = [];
-  const perRound: Array<{ nodes: number; walkMs: number; prepareMs: number; nodesPerSecond: number; storeQueries: number; realisations: number; outcome: string }> = [];
+  const perRound: Array<{
+    nodes: number;
+    walkMs: number;
+    prepareMs: number;
+    nodesPerSecond: number;
+    storeQueries: number;
+    realisations: number;
+    outcome: string;
+  }> = [];
   for (const [round, refs] of ctx.fixtures.treeRefs.entries()) {
     const action = benchAction({ files: treeFiles, directories: treeDirs }, refs, [], `cold-${round}-${Date.now()}`);
     await upload(ctx.ends.upstream.listen, action.blobs);
-    runs.push(await measure(ctx.ends, 'direct', round, executeJob(ctx.ends.upstream.listen, action, 1, 0), calls, LOG_WAIT_MS));
+    runs.push(
+      await measure(ctx.ends, 'direct', round, executeJob(ctx.ends.upstream.listen, action, 1, 0), calls, LOG_WAIT_MS),
+    );
     const before = ctx.rig.invocations().length;
-    const m = await measure(ctx.ends, 'proxy', round, executeJob(ctx.ends.proxy.listen, action, 1, 0), calls, LOG_WAIT_MS);
+    const m = await measure(
+      ctx.ends,
+      'proxy',
+      round,
+      executeJob(ctx.ends.proxy.listen, action, 1, 0),
+      calls,
+      LOG_WAIT_MS,
+    );
     runs.push(m);
     const line: ExecuteLine = await ctx.log.first(action.action.hash, LOG_WAIT_MS);
     const during = ctx.rig.invocations().slice(before);
@@ -144,7 +174,9 @@ export async function coldExecute(ctx: NixScenarioContext): Promise<ScenarioRepo
       outcome: line.outcome ?? 'unknown',
     };
     perRound.push(r);
-    ctx.progress(`  round ${round + 1}: ${r.nodes} nodes walked in ${r.walkMs} ms (${r.nodesPerSecond}/s), preparation ${r.prepareMs} ms, ${r.storeQueries} store queries, ${r.realisations} realisations, outcome ${r.outcome}`);
+    ctx.progress(
+      `  round ${round + 1}: ${r.nodes} nodes walked in ${r.walkMs} ms (${r.nodesPerSecond}/s), preparation ${r.prepareMs} ms, ${r.storeQueries} store queries, ${r.realisations} realisations, outcome ${r.outcome}`,
+    );
   }
   const rows = [summarizeRuns(runs, 'direct', 'calls/s'), summarizeRuns(runs, 'proxy', 'calls/s')];
   const worstRate = Math.min(...perRound.map((r) => r.nodesPerSecond));
@@ -175,13 +207,27 @@ export async function singleFlight(ctx: NixScenarioContext): Promise<ScenarioRep
   const alone = benchAction({ files: 2, directories: 1 }, [], [ctx.fixtures.closureAlone], `alone-${stamp}`);
   await upload(ctx.ends.upstream.listen, alone.blobs);
   const beforeAlone = ctx.rig.invocations().length;
-  const single = await measure(ctx.ends, 'proxy', 0, executeJob(ctx.ends.proxy.listen, alone, 1, 0), calls, LOG_WAIT_MS);
+  const single = await measure(
+    ctx.ends,
+    'proxy',
+    0,
+    executeJob(ctx.ends.proxy.listen, alone, 1, 0),
+    calls,
+    LOG_WAIT_MS,
+  );
   const aloneRealisations = ctx.rig.invocations().slice(beforeAlone).filter(isRealisation).length;
   const aloneMs = single.latency?.medianMs ?? NaN;
-  ctx.progress(`  one Execute realising the closure alone: ${aloneMs.toFixed(0)} ms, ${aloneRealisations} realisation(s)`);
+  ctx.progress(
+    `  one Execute realising the closure alone: ${aloneMs.toFixed(0)} ms, ${aloneRealisations} realisation(s)`,
+  );
 
-  const actions = Array.from({ length: concurrent }, (_, i) => benchAction({ files: 2, directories: 1 }, [], [ctx.fixtures.closureShared], `shared-${stamp}-${i}`));
-  await upload(ctx.ends.upstream.listen, actions.flatMap((a) => a.blobs));
+  const actions = Array.from({ length: concurrent }, (_, i) =>
+    benchAction({ files: 2, directories: 1 }, [], [ctx.fixtures.closureShared], `shared-${stamp}-${i}`),
+  );
+  await upload(
+    ctx.ends.upstream.listen,
+    actions.flatMap((a) => a.blobs),
+  );
   const batch = (target: string): ExecuteBatchJob => ({
     kind: 'execute-batch',
     target,
@@ -199,7 +245,11 @@ export async function singleFlight(ctx: NixScenarioContext): Promise<ScenarioRep
   // Where the time went, per action, from the proxy's own "execute" lines.
   const lines = await Promise.all(actions.map((a) => ctx.log.first(a.action.hash, LOG_WAIT_MS)));
   const steps = stepSummary(lines);
-  ctx.progress(`  per action (median / max ms): ${Object.entries(steps).map(([k, v]) => `${k} ${v.median}/${v.max}`).join(', ')}; ${during.filter(isValidityQuery).length} validity queries`);
+  ctx.progress(
+    `  per action (median / max ms): ${Object.entries(steps)
+      .map(([k, v]) => `${k} ${v.median}/${v.max}`)
+      .join(', ')}; ${during.filter(isValidityQuery).length} validity queries`,
+  );
   ctx.progress(`  ${concurrent} at once: all done in ${totalMs.toFixed(0)} ms, ${realisations} realisation(s)`);
   const rows = [summarizeRuns(runs, 'direct', 'calls/s'), summarizeRuns(runs, 'proxy', 'calls/s')];
   const factor = totalMs / aloneMs;
@@ -212,7 +262,9 @@ export async function singleFlight(ctx: NixScenarioContext): Promise<ScenarioRep
       ratio: null,
       addedMedianMs: addedMedianOf(rows),
       target: 'exactly one realisation; all done within 1.5x one realisation alone',
-      met: ctx.judge ? rows.every((r) => r.errors === 0) && single.errors === 0 && realisations === 1 && factor <= 1.5 : null,
+      met: ctx.judge
+        ? rows.every((r) => r.errors === 0) && single.errors === 0 && realisations === 1 && factor <= 1.5
+        : null,
       detail: {
         realisations,
         aloneMs: Math.round(aloneMs),

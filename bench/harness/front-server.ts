@@ -38,7 +38,13 @@ const accepts = (port: number): Promise<boolean> =>
 export async function startFront(proxy: string, upstream: string): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(HAPROXY, ['-db', '-f', CONFIG], {
-    env: { PATH: process.env.PATH, FRONT_LISTEN: `127.0.0.1:${port}`, PROXY_ADDR: proxy, CLUSTER_ADDR: upstream, FRONT_THREADS: '1' },
+    env: {
+      PATH: process.env.PATH,
+      FRONT_LISTEN: `127.0.0.1:${port}`,
+      PROXY_ADDR: proxy,
+      CLUSTER_ADDR: upstream,
+      FRONT_THREADS: '1',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   adopt(child);

@@ -58,7 +58,8 @@ const MIB = 1024 * 1024;
 
 export function summarizeRuns(runs: readonly RunMeasure[], mode: Mode, unit: ThroughputUnit): ModeRow {
   const mine = runs.filter((r) => r.mode === mode);
-  const perUnit = (ms: number, r: RunMeasure): number => (r.units > 0 ? (ms * 1000) / (unit === 'MiB/s' ? r.units / MIB : r.units) : NaN);
+  const perUnit = (ms: number, r: RunMeasure): number =>
+    r.units > 0 ? (ms * 1000) / (unit === 'MiB/s' ? r.units / MIB : r.units) : NaN;
   const latencies = mine.map((r) => r.latency).filter((l): l is LatencySummary => l !== undefined);
   return {
     mode,
@@ -72,7 +73,9 @@ export function summarizeRuns(runs: readonly RunMeasure[], mode: Mode, unit: Thr
     proxyPeakRssMiB: round3(Math.max(0, ...mine.map((r) => r.proxy.rssPeakBytes / MIB))),
     proxyRssGrowthMiB: round3(Math.max(0, ...mine.map((r) => r.proxy.rssGrowthBytes / MIB))),
     proxyCpuUsPerUnit: round3(median(mine.map((r) => perUnit(r.proxy.cpuMs, r)))),
-    frontCpuUsPerUnit: mine.some((r) => r.front !== undefined) ? round3(median(mine.map((r) => perUnit(r.front?.cpuMs ?? NaN, r)))) : null,
+    frontCpuUsPerUnit: mine.some((r) => r.front !== undefined)
+      ? round3(median(mine.map((r) => perUnit(r.front?.cpuMs ?? NaN, r))))
+      : null,
     upstreamCpuUsPerUnit: round3(median(mine.map((r) => perUnit(r.upstreamCpuMs, r)))),
     clientCpuUsPerUnit: mine.some((r) => typeof r.detail.clientCpuUsPerCall === 'number')
       ? round3(median(mine.map((r) => Number(r.detail.clientCpuUsPerCall))))
@@ -82,7 +85,9 @@ export function summarizeRuns(runs: readonly RunMeasure[], mode: Mode, unit: Thr
 
 /** The rows of a scenario: direct, proxy and, when the runs include it, front+proxy. */
 export function summarizeModes(runs: readonly RunMeasure[], unit: ThroughputUnit): ModeRow[] {
-  const modes: Mode[] = runs.some((r) => r.mode === 'front+proxy') ? ['direct', 'proxy', 'front+proxy'] : ['direct', 'proxy'];
+  const modes: Mode[] = runs.some((r) => r.mode === 'front+proxy')
+    ? ['direct', 'proxy', 'front+proxy']
+    : ['direct', 'proxy'];
   return modes.map((m) => summarizeRuns(runs, m, unit));
 }
 

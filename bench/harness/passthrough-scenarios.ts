@@ -89,7 +89,14 @@ export async function largeBlobs(ctx: ScenarioContext): Promise<ScenarioReport[]
       ctx.progress(`scenario 2: ${title}`);
       // A generous bound: 1 MiB/s would be broken anyway.
       const maxMs = Math.max(60_000, (v.size / MIB) * v.repeat * 1000);
-      const job = (target: string): TransferJob => ({ kind, target, size: v.size, repeat: v.repeat, warmup: v.repeat > 1, maxMs });
+      const job = (target: string): TransferJob => ({
+        kind,
+        target,
+        size: v.size,
+        repeat: v.repeat,
+        warmup: v.repeat > 1,
+        maxMs,
+      });
       const runs = await compare(ctx.ends, v.rounds, job, bytes, maxMs + 30_000, ctx.progress);
       const rows = summarizeModes(runs, 'MiB/s');
       const ratio = ratioOf(rows);

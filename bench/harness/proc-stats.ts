@@ -66,7 +66,10 @@ export class ProcessWatch {
   private sampledPeak: number;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly pid: number, sampleMs = 20) {
+  constructor(
+    private readonly pid: number,
+    sampleMs = 20,
+  ) {
     this.startRss = rssBytes(pid);
     this.startCpu = cpuMs(pid);
     this.markReset = resetPeakRss(pid);

@@ -7,7 +7,14 @@ export interface Profile {
   /** `repeat` transfers of `size` per run; one transfer of `bigSize` (0 = none) for the memory check. */
   blobs: { size: number; rounds: number; repeat: number; bigSize: number };
   streams: { count: number; connections: number; delayMs: number };
-  execute: { warmCalls: number; treeFiles: number; treeDirs: number; treeRefs: number; closurePaths: number; concurrent: number };
+  execute: {
+    warmCalls: number;
+    treeFiles: number;
+    treeDirs: number;
+    treeRefs: number;
+    closurePaths: number;
+    concurrent: number;
+  };
   /** Cold Executes of a fresh big tree (scenario 4). */
   coldRounds: number;
   /** Scenario 7: pushes of fresh closures of `paths` paths of `pathBytes` random bytes each, `rounds` per compression. */
@@ -23,7 +30,14 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     unary: { callsAtC1: 5_000, callsAtC64: 40_000, warmupCalls: 2_000, maxMs: 30_000 },
     blobs: { size: 64 * MIB, rounds: 5, repeat: 8, bigSize: 1024 * MIB },
     streams: { count: 10_000, connections: 10, delayMs: 5_000 },
-    execute: { warmCalls: 3_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
+    execute: {
+      warmCalls: 3_000,
+      treeFiles: 10_000,
+      treeDirs: 1_000,
+      treeRefs: 100,
+      closurePaths: 200,
+      concurrent: 100,
+    },
     coldRounds: 3,
     push: { paths: 200, pathBytes: 512 * 1024, rounds: 3 },
   },
@@ -34,7 +48,14 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     // The 1 GiB memory check is in the full run; quick checks the same with 256 MiB.
     blobs: { size: 64 * MIB, rounds: 2, repeat: 4, bigSize: 256 * MIB },
     streams: { count: 10_000, connections: 10, delayMs: 2_000 },
-    execute: { warmCalls: 1_000, treeFiles: 10_000, treeDirs: 1_000, treeRefs: 100, closurePaths: 200, concurrent: 100 },
+    execute: {
+      warmCalls: 1_000,
+      treeFiles: 10_000,
+      treeDirs: 1_000,
+      treeRefs: 100,
+      closurePaths: 200,
+      concurrent: 100,
+    },
     coldRounds: 1,
     push: { paths: 200, pathBytes: 512 * 1024, rounds: 1 },
   },

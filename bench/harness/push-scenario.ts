@@ -85,8 +85,25 @@ async function nixCopy(url: string, top: string, clientDir: string, token?: stri
   return ms;
 }
 
-function measureOf(mode: 'direct' | 'proxy', round: number, units: number, ms: number, watch: ProcessWatch, detail: Record<string, unknown>): RunMeasure {
-  return { mode, round, units, durationMs: ms, errors: 0, firstErrors: [], proxy: watch.stop(), upstreamCpuMs: 0, detail };
+function measureOf(
+  mode: 'direct' | 'proxy',
+  round: number,
+  units: number,
+  ms: number,
+  watch: ProcessWatch,
+  detail: Record<string, unknown>,
+): RunMeasure {
+  return {
+    mode,
+    round,
+    units,
+    durationMs: ms,
+    errors: 0,
+    firstErrors: [],
+    proxy: watch.stop(),
+    upstreamCpuMs: 0,
+    detail,
+  };
 }
 
 /** Waits until `top` is valid on the shared store (its closure then is too: Nix's invariant). */
@@ -121,11 +138,20 @@ export async function pushScenario(ctx: PushScenarioContext): Promise<ScenarioRe
         for (const mode of order) {
           const watch = new ProcessWatch(ctx.proxy.pid);
           if (mode === 'direct') {
-            const ms = await nixCopy(`file://${path.join(dir, 'file-cache')}?compression=${compression}`, closure.top, path.join(dir, 'client-direct'));
+            const ms = await nixCopy(
+              `file://${path.join(dir, 'file-cache')}?compression=${compression}`,
+              closure.top,
+              path.join(dir, 'client-direct'),
+            );
             runs.push(measureOf('direct', round, bytes, ms, watch, {}));
           } else {
             const started = performance.now();
-            const ms = await nixCopy(`${ctx.cacheUrl}?compression=${compression}`, closure.top, path.join(dir, 'client-proxy'), ctx.token);
+            const ms = await nixCopy(
+              `${ctx.cacheUrl}?compression=${compression}`,
+              closure.top,
+              path.join(dir, 'client-proxy'),
+              ctx.token,
+            );
             await allValid(ctx.store, closure.top);
             const valid = performance.now() - started;
             validMs.push(valid);
@@ -133,9 +159,13 @@ export async function pushScenario(ctx: PushScenarioContext): Promise<ScenarioRe
           }
         }
         floor.clear();
-        floorMs.push(await nixCopy(`${floor.url}?compression=${compression}`, closure.top, path.join(dir, 'client-floor')));
+        floorMs.push(
+          await nixCopy(`${floor.url}?compression=${compression}`, closure.top, path.join(dir, 'client-floor')),
+        );
         const last = runs.slice(-2);
-        ctx.progress(`  round ${round}: ${last.map((r) => `${r.mode} ${r.durationMs.toFixed(0)} ms`).join(', ')}, bare HTTP ${floorMs[floorMs.length - 1]!.toFixed(0)} ms, all valid ${validMs[validMs.length - 1]!.toFixed(0)} ms`);
+        ctx.progress(
+          `  round ${round}: ${last.map((r) => `${r.mode} ${r.durationMs.toFixed(0)} ms`).join(', ')}, bare HTTP ${floorMs[floorMs.length - 1]!.toFixed(0)} ms, all valid ${validMs[validMs.length - 1]!.toFixed(0)} ms`,
+        );
         rmSync(dir, { recursive: true, force: true });
       }
       const rows = [summarizeRuns(runs, 'direct', 'MiB/s'), summarizeRuns(runs, 'proxy', 'MiB/s')];

@@ -129,9 +129,16 @@ function read(session: ClientHttp2Session, hash: string, job: TransferJob): Prom
     stream.on('close', () => {
       clearTimeout(timer);
       // Each ReadResponse carries a few bytes of field header besides the data.
-      const enough = counter.complete && counter.payloadBytes >= job.size && counter.payloadBytes <= job.size + counter.messages * 16;
+      const enough =
+        counter.complete &&
+        counter.payloadBytes >= job.size &&
+        counter.payloadBytes <= job.size + counter.messages * 16;
       if (status === 0 && enough) resolve({ ok: true });
-      else resolve({ ok: false, error: `Read: code ${status}: ${message} (${counter.payloadBytes} payload bytes in ${counter.messages} messages)` });
+      else
+        resolve({
+          ok: false,
+          error: `Read: code ${status}: ${message} (${counter.payloadBytes} payload bytes in ${counter.messages} messages)`,
+        });
     });
     stream.end(framed(bytesField(1, `blobs/${hash}/${job.size}`)));
   });

@@ -43,7 +43,11 @@ export function requestHeaders(path: string, metadata: Record<string, string>): 
 }
 
 /** One call with a single request message already framed; resolves when the stream closed. */
-export function call(session: ClientHttp2Session, headers: OutgoingHttpHeaders, framedRequest: Buffer): Promise<CallResult> {
+export function call(
+  session: ClientHttp2Session,
+  headers: OutgoingHttpHeaders,
+  framedRequest: Buffer,
+): Promise<CallResult> {
   return new Promise((resolve) => {
     const result: CallResult = { code: -1, message: '', responseBytes: 0, trailers: {} };
     const stream = session.request(headers);
@@ -64,7 +68,8 @@ export function call(session: ClientHttp2Session, headers: OutgoingHttpHeaders, 
       if (result.code < 0) result.message = err.message;
     });
     stream.on('close', () => {
-      if (result.code < 0 && !result.message) result.message = `stream closed without a gRPC status (HTTP/2 code ${stream.rstCode})`;
+      if (result.code < 0 && !result.message)
+        result.message = `stream closed without a gRPC status (HTTP/2 code ${stream.rstCode})`;
       resolve(result);
     });
     stream.end(framedRequest);

@@ -19,13 +19,19 @@ const HARD_LIMIT_MS = 15 * 60_000;
 
 async function run(job: LoadJob): Promise<unknown> {
   switch (job.kind) {
-    case 'unary': return runUnary(job);
+    case 'unary':
+      return runUnary(job);
     case 'read':
-    case 'write': return runTransfer(job);
-    case 'streams': return runStreams(job);
-    case 'seed': return runSeed(job);
-    case 'execute-batch': return runExecuteBatch(job);
-    default: throw new Error(`unknown job kind ${(job as { kind: string }).kind}`);
+    case 'write':
+      return runTransfer(job);
+    case 'streams':
+      return runStreams(job);
+    case 'seed':
+      return runSeed(job);
+    case 'execute-batch':
+      return runExecuteBatch(job);
+    default:
+      throw new Error(`unknown job kind ${(job as { kind: string }).kind}`);
   }
 }
 
@@ -47,7 +53,9 @@ function main(): void {
       process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
     },
     (err: unknown) => {
-      process.stdout.write(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }) + '\n', () => process.exit(1));
+      process.stdout.write(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }) + '\n', () =>
+        process.exit(1),
+      );
     },
   );
 }

@@ -23,7 +23,11 @@ export async function runSeed(job: SeedJob): Promise<SeedResult> {
   const session = await connect(job.target);
   try {
     await uploadBlobs(session, blobs);
-    const r = await call(session, requestHeaders(PATHS.updateActionResult, {}), framed(updateActionResultRequest(corpus.action, corpus.actionResult)));
+    const r = await call(
+      session,
+      requestHeaders(PATHS.updateActionResult, {}),
+      framed(updateActionResultRequest(corpus.action, corpus.actionResult)),
+    );
     if (r.code !== 0) throw new Error(`UpdateActionResult failed: code ${r.code}: ${r.message}`);
     return { kind: 'seed', blobs: blobs.length, action: { hash: corpus.action.hash, size: corpus.action.size } };
   } finally {

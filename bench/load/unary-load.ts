@@ -1,4 +1,10 @@
-import { clientMetadata, executeRequest, findMissingRequest, getActionResultRequest, unaryCorpus } from '../common/bench-data';
+import {
+  clientMetadata,
+  executeRequest,
+  findMissingRequest,
+  getActionResultRequest,
+  unaryCorpus,
+} from '../common/bench-data';
 import { EXECUTE_DELAY_HEADER, PATHS } from '../common/grpc-wire';
 import { summarize, type LatencySummary } from '../common/stats';
 import { announceMeasuring, call, connect, framed, requestHeaders } from './http2-client';
@@ -34,9 +40,12 @@ export interface UnaryResult {
 function requestFor(job: UnaryJob): { path: string; body: Buffer } {
   const corpus = unaryCorpus();
   switch (job.method) {
-    case 'findMissingBlobs': return { path: PATHS.findMissingBlobs, body: framed(findMissingRequest(corpus)) };
-    case 'getActionResult': return { path: PATHS.getActionResult, body: framed(getActionResultRequest(corpus)) };
-    case 'execute': return { path: PATHS.execute, body: framed(executeRequest(job.action ?? corpus.action)) };
+    case 'findMissingBlobs':
+      return { path: PATHS.findMissingBlobs, body: framed(findMissingRequest(corpus)) };
+    case 'getActionResult':
+      return { path: PATHS.getActionResult, body: framed(getActionResultRequest(corpus)) };
+    case 'execute':
+      return { path: PATHS.execute, body: framed(executeRequest(job.action ?? corpus.action)) };
   }
 }
 

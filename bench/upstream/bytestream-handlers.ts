@@ -104,7 +104,11 @@ export function write(cas: MemoryCas): Handler {
           if (received + data.length > size) return fail(Code.INVALID_ARGUMENT, `more than ${size} bytes written`);
           hash.update(data);
           if (size > MAX_ARBITRARY_BLOB_BYTES) {
-            if (!matchesPattern(data, received)) return fail(Code.RESOURCE_EXHAUSTED, `blobs over ${MAX_ARBITRARY_BLOB_BYTES} bytes must be the bench pattern`);
+            if (!matchesPattern(data, received))
+              return fail(
+                Code.RESOURCE_EXHAUSTED,
+                `blobs over ${MAX_ARBITRARY_BLOB_BYTES} bytes must be the bench pattern`,
+              );
           } else kept!.push(Buffer.from(data));
           received += data.length;
         }
@@ -112,9 +116,12 @@ export function write(cas: MemoryCas): Handler {
     });
     stream.on('end', () => {
       if (failed) return;
-      if (!finished || key === undefined) return respondError(stream, Code.INVALID_ARGUMENT, 'stream ended without finish_write');
-      if (received !== size) return respondError(stream, Code.INVALID_ARGUMENT, `got ${received} bytes, the digest says ${size}`);
-      if (`${hash.digest('hex')}/${size}` !== key) return respondError(stream, Code.INVALID_ARGUMENT, 'data does not match the digest');
+      if (!finished || key === undefined)
+        return respondError(stream, Code.INVALID_ARGUMENT, 'stream ended without finish_write');
+      if (received !== size)
+        return respondError(stream, Code.INVALID_ARGUMENT, `got ${received} bytes, the digest says ${size}`);
+      if (`${hash.digest('hex')}/${size}` !== key)
+        return respondError(stream, Code.INVALID_ARGUMENT, 'data does not match the digest');
       if (size > MAX_ARBITRARY_BLOB_BYTES) {
         cas.putPattern(key, size);
       } else if (!cas.put(key, Buffer.concat(kept!))) {
@@ -130,7 +137,10 @@ export function write(cas: MemoryCas): Handler {
 export function queryWriteStatus(cas: MemoryCas): Handler {
   return (stream) =>
     readUnary(stream, (req) => {
-      const name = fields(req).find((f) => f.field === 1)?.bytes?.toString('utf8') ?? '';
+      const name =
+        fields(req)
+          .find((f) => f.field === 1)
+          ?.bytes?.toString('utf8') ?? '';
       const m = UPLOAD_NAME.exec(name);
       const blob = m ? cas.get(`${m[1]}/${m[2]}`) : undefined;
       if (!blob) return respondError(stream, Code.NOT_FOUND, 'no such upload');

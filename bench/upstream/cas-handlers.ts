@@ -63,8 +63,10 @@ export function batchUpdateBlobs(cas: MemoryCas): Handler {
         const data = Buffer.from(r.data);
         const hash = createHash('sha256').update(data).digest('hex');
         let status: { code: number; message: string } = { code: Code.OK, message: '' };
-        if (data.length !== size || hash !== r.digest.hash) status = { code: Code.INVALID_ARGUMENT, message: 'digest does not match data' };
-        else if (!cas.put(`${hash}/${size}`, data)) status = { code: Code.RESOURCE_EXHAUSTED, message: 'memory upstream is full' };
+        if (data.length !== size || hash !== r.digest.hash)
+          status = { code: Code.INVALID_ARGUMENT, message: 'digest does not match data' };
+        else if (!cas.put(`${hash}/${size}`, data))
+          status = { code: Code.RESOURCE_EXHAUSTED, message: 'memory upstream is full' };
         return { digest: r.digest, status };
       });
       respondMessage(stream, Res.encode({ responses }).finish());
@@ -85,7 +87,8 @@ export function batchReadBlobs(cas: MemoryCas): Handler {
         total += size;
         return { digest: d, data: cas.read(blob, 0, size), status: { code: Code.OK } };
       });
-      if (total > MAX_BATCH_BYTES) return respondError(stream, Code.INVALID_ARGUMENT, `batch of ${total} bytes exceeds ${MAX_BATCH_BYTES}`);
+      if (total > MAX_BATCH_BYTES)
+        return respondError(stream, Code.INVALID_ARGUMENT, `batch of ${total} bytes exceeds ${MAX_BATCH_BYTES}`);
       respondMessage(stream, Res.encode({ responses }).finish());
     });
 }

@@ -1,6 +1,14 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { Code } from '../../src/reapi/grpc-status';
-import { bytesField, digestKey, EXECUTE_DELAY_HEADER, fields, framePrefix, OPEN_EXECUTES_TRAILER, varintField } from '../common/grpc-wire';
+import {
+  bytesField,
+  digestKey,
+  EXECUTE_DELAY_HEADER,
+  fields,
+  framePrefix,
+  OPEN_EXECUTES_TRAILER,
+  varintField,
+} from '../common/grpc-wire';
 import type { Handler } from './cas-handlers';
 import { readUnary, respondError } from './grpc-responder';
 import type { MemoryCas } from './memory-cas';
@@ -21,7 +29,10 @@ function any(type: string, value: Buffer): Buffer {
 
 /** google.longrunning.Operation with ExecuteOperationMetadata (and, when done, an ExecuteResponse with exit code 0). */
 function operation(name: string, actionDigest: Buffer, done: boolean): Buffer {
-  const metadata = any('ExecuteOperationMetadata', Buffer.concat([varintField(1, done ? 4 : 3), bytesField(2, actionDigest)]));
+  const metadata = any(
+    'ExecuteOperationMetadata',
+    Buffer.concat([varintField(1, done ? 4 : 3), bytesField(2, actionDigest)]),
+  );
   const parts = [bytesField(1, name), bytesField(2, metadata)];
   if (done) {
     const actionResult = Buffer.concat([varintField(4, 0)]);
@@ -57,7 +68,8 @@ export function execute(cas: MemoryCas, counters: ExecuteCounters): Handler {
       const name = `operations/${counters.executes}-${key.slice(0, 16)}`;
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => {
-        if (!stream.destroyed) stream.sendTrailers({ 'grpc-status': '0', [OPEN_EXECUTES_TRAILER]: String(counters.open) });
+        if (!stream.destroyed)
+          stream.sendTrailers({ 'grpc-status': '0', [OPEN_EXECUTES_TRAILER]: String(counters.open) });
       });
       const sendDone = (): void => {
         if (closed || stream.destroyed) return;

@@ -8,7 +8,11 @@ export const MAX_UNARY_REQUEST_BYTES = 16 * 1024 * 1024;
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
 
 /** Sends one response message and OK (plus `trailers`). */
-export function respondMessage(stream: ServerHttp2Stream, message: Uint8Array, trailers?: Record<string, string>): void {
+export function respondMessage(
+  stream: ServerHttp2Stream,
+  message: Uint8Array,
+  trailers?: Record<string, string>,
+): void {
   if (stream.destroyed || stream.closed) return;
   stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
   stream.once('wantTrailers', () => {

@@ -49,7 +49,10 @@ function main(): void {
       PATHS.upstreamStats,
       (stream) =>
         readUnary(stream, () =>
-          respondMessage(stream, Buffer.from(JSON.stringify({ calls, ...counters, ...cas.stats(), rssBytes: process.memoryUsage.rss() }))),
+          respondMessage(
+            stream,
+            Buffer.from(JSON.stringify({ calls, ...counters, ...cas.stats(), rssBytes: process.memoryUsage.rss() })),
+          ),
         ),
     ],
   ]);
@@ -71,7 +74,11 @@ function main(): void {
     if (handler) handler(stream, headers);
     else {
       stream.resume();
-      respondError(stream, Code.UNIMPLEMENTED, `method ${String(headers[':path'])} is not implemented by the memory upstream`);
+      respondError(
+        stream,
+        Code.UNIMPLEMENTED,
+        `method ${String(headers[':path'])} is not implemented by the memory upstream`,
+      );
     }
   });
   server.listen(port, '127.0.0.1', () => {

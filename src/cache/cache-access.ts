@@ -22,7 +22,8 @@ export interface RequestFacts {
   address: string;
 }
 
-export type Access = { ok: true; client: string; push: PushRight | undefined } | { ok: false; status: 401 | 403; message: string };
+export type Access =
+  { ok: true; client: string; push: PushRight | undefined } | { ok: false; status: 401 | 403; message: string };
 
 export interface CacheAccessOptions {
   tokens?: TokenEntries;
@@ -49,11 +50,16 @@ export class CacheAccess {
           ok: false,
           status: 401,
           message:
-            'this binary cache needs a token: put it in a netrc file (machine <proxy host> password <token>) and point nix.conf\'s netrc-file at it',
+            "this binary cache needs a token: put it in a netrc file (machine <proxy host> password <token>) and point nix.conf's netrc-file at it",
         };
       }
       const entry = this.o.tokens.entry(token);
-      if (!entry) return { ok: false, status: 401, message: "this binary cache does not accept the token sent: it is not in the proxy's authTokensFile" };
+      if (!entry)
+        return {
+          ok: false,
+          status: 401,
+          message: "this binary cache does not accept the token sent: it is not in the proxy's authTokensFile",
+        };
       const fromToken: PushRight | undefined = entry.push === 'none' ? undefined : entry.push;
       return { ok: true, client: entry.name, push: fromToken };
     }

@@ -53,16 +53,22 @@ function methodNotAllowed(method: string, url: string, allowed: string): CacheRo
 export function routeOf(method: string, rawUrl: string): CacheRoute {
   if (rawUrl.length > MAX_URL_LENGTH) return refused(414, `the URL is longer than ${MAX_URL_LENGTH} characters`);
   if (!rawUrl.startsWith('/')) return refused(400, 'the request target must be a path starting with /');
-  if (/[?#%\\]/.test(rawUrl)) return refused(400, 'the URL may not hold a query, fragment, percent escape or backslash');
-  if (rawUrl.includes('//') || /(^|\/)\.\.?(\/|$)/.test(rawUrl)) return refused(400, "the URL may not hold '//', '.' or '..' segments");
+  if (/[?#%\\]/.test(rawUrl))
+    return refused(400, 'the URL may not hold a query, fragment, percent escape or backslash');
+  if (rawUrl.includes('//') || /(^|\/)\.\.?(\/|$)/.test(rawUrl))
+    return refused(400, "the URL may not hold '//', '.' or '..' segments");
   const shown = rawUrl;
-  if (rawUrl === '/nix-cache-info') return READ.has(method) ? { kind: 'cache-info' } : methodNotAllowed(method, shown, 'GET and HEAD');
+  if (rawUrl === '/nix-cache-info')
+    return READ.has(method) ? { kind: 'cache-info' } : methodNotAllowed(method, shown, 'GET and HEAD');
   let m = NARINFO_RE.exec(rawUrl);
   if (m) {
-    return READ.has(method) || method === 'PUT' ? { kind: 'narinfo', hash: m[1]! } : methodNotAllowed(method, shown, 'GET, HEAD and PUT');
+    return READ.has(method) || method === 'PUT'
+      ? { kind: 'narinfo', hash: m[1]! }
+      : methodNotAllowed(method, shown, 'GET, HEAD and PUT');
   }
   m = SERVED_NAR_RE.exec(rawUrl);
-  if (m) return READ.has(method) ? { kind: 'served-nar', hash: m[1]! } : methodNotAllowed(method, shown, 'GET and HEAD');
+  if (m)
+    return READ.has(method) ? { kind: 'served-nar', hash: m[1]! } : methodNotAllowed(method, shown, 'GET and HEAD');
   m = PUSHED_NAR_RE.exec(rawUrl);
   if (m) {
     if (method !== 'PUT' && method !== 'HEAD') return methodNotAllowed(method, shown, 'HEAD and PUT');

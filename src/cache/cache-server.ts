@@ -59,7 +59,10 @@ export class CacheServer {
     this.logger = parts.logger;
     const handler = (req: IncomingMessage, res: ServerResponse, expectsContinue = false): void => {
       this.handle(req, res, expectsContinue).catch((err: unknown) => {
-        this.logger.error({ err: (err as Error).message, url: req.url?.slice(0, 200) }, 'binary cache request failed unexpectedly');
+        this.logger.error(
+          { err: (err as Error).message, url: req.url?.slice(0, 200) },
+          'binary cache request failed unexpectedly',
+        );
         this.answer(res, 500, `the binary cache failed: ${(err as Error).message}`);
       });
     };
@@ -68,7 +71,9 @@ export class CacheServer {
           {
             cert: readFileSync(o.tls.cert),
             key: readFileSync(o.tls.key),
-            ...(o.tls.clientCa ? { ca: readFileSync(o.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+            ...(o.tls.clientCa
+              ? { ca: readFileSync(o.tls.clientCa), requestCert: true, rejectUnauthorized: true }
+              : {}),
           },
           handler,
         )
@@ -112,7 +117,11 @@ export class CacheServer {
     if (route.kind === 'refused') return this.refuse(req, res, route.status, route.message);
     const socket = req.socket as TLSSocket;
     const subject = this.o.tls?.clientCa && socket.authorized ? certificateCn(socket) : undefined;
-    const access = this.parts.access.identify({ authorization: req.headers.authorization, certificateSubject: subject, address: req.socket.remoteAddress ?? 'unknown' });
+    const access = this.parts.access.identify({
+      authorization: req.headers.authorization,
+      certificateSubject: subject,
+      address: req.socket.remoteAddress ?? 'unknown',
+    });
     if (!access.ok) {
       if (access.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="nix-reapi-proxy"');
       return this.refuse(req, res, access.status, access.message);
@@ -124,7 +133,13 @@ export class CacheServer {
     req.resume();
     switch (route.kind) {
       case 'cache-info':
-        return this.answer(res, 200, `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${this.o.priority}\n`, 'text/x-nix-cache-info', method === 'HEAD');
+        return this.answer(
+          res,
+          200,
+          `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${this.o.priority}\n`,
+          'text/x-nix-cache-info',
+          method === 'HEAD',
+        );
       case 'narinfo':
         return this.getNarInfo(res, route.hash, method === 'HEAD');
       case 'served-nar':
@@ -144,7 +159,8 @@ export class CacheServer {
     if (pending) return this.answer(res, 200, formatNarInfo(pending), 'text/x-nix-narinfo', head);
     const path = await this.parts.index.lookup(hash);
     const info = path === undefined ? undefined : await this.parts.reader.narInfo(path);
-    if (!info || path === undefined) return this.answer(res, 404, `no path with hash ${hash} is valid on the shared store`);
+    if (!info || path === undefined)
+      return this.answer(res, 404, `no path with hash ${hash} is valid on the shared store`);
     this.parts.importer.noteValid(path);
     this.answer(res, 200, formatNarInfo(info), 'text/x-nix-narinfo', head);
   }
@@ -159,7 +175,11 @@ export class CacheServer {
         stream!.once('error', reject);
       });
     } catch {
-      return this.answer(res, 404, 'the NAR was imported and removed from staging meanwhile; ask for the narinfo again');
+      return this.answer(
+        res,
+        404,
+        'the NAR was imported and removed from staging meanwhile; ask for the narinfo again',
+      );
     }
     res.writeHead(200, { 'Content-Type': 'application/x-nix-nar', 'Content-Length': String(size) });
     try {
@@ -172,7 +192,8 @@ export class CacheServer {
   private async getNar(res: ServerResponse, hash: string, head: boolean): Promise<void> {
     const path = await this.parts.index.lookup(hash);
     const info = path === undefined ? undefined : await this.parts.reader.narInfo(path);
-    if (!info || path === undefined) return this.answer(res, 404, `no path with hash ${hash} is valid on the shared store`);
+    if (!info || path === undefined)
+      return this.answer(res, 404, `no path with hash ${hash} is valid on the shared store`);
     res.writeHead(200, { 'Content-Type': 'application/x-nix-nar', 'Content-Length': String(info.narSize) });
     if (head) return void res.end();
     const aborted = new AbortController();
@@ -203,7 +224,12 @@ export class CacheServer {
     const length = Number(lengthHeader);
     if (route.kind === 'pushed-nar') {
       if (length > this.o.maxNarBytes) {
-        return this.refuse(req, res, 413, `nar/${route.fileName} is ${length} bytes, more than cacheMaxNarBytes (${this.o.maxNarBytes})`);
+        return this.refuse(
+          req,
+          res,
+          413,
+          `nar/${route.fileName} is ${length} bytes, more than cacheMaxNarBytes (${this.o.maxNarBytes})`,
+        );
       }
       const noRoom = this.parts.staging.get(route.fileName) ? undefined : this.parts.staging.roomProblem(length);
       if (noRoom) return this.refuse(req, res, noRoom.status, noRoom.message, pusher.client);
@@ -211,7 +237,13 @@ export class CacheServer {
       if ('problem' in reservation) return this.refuse(req, res, 429, reservation.problem, pusher.client);
       proceed();
       try {
-        const staged = await this.parts.staging.receive(route.fileName, route.fileHash, req, length, this.o.uploadIdleTimeoutMs);
+        const staged = await this.parts.staging.receive(
+          route.fileName,
+          route.fileHash,
+          req,
+          length,
+          this.o.uploadIdleTimeoutMs,
+        );
         this.logger.debug({ client: pusher.client, file: route.fileName, bytes: staged.size }, 'NAR staged');
         return this.answer(res, 200, `nar/${route.fileName} staged\n`);
       } catch (err) {
@@ -223,7 +255,8 @@ export class CacheServer {
       }
     }
     if (route.kind !== 'narinfo') return this.refuse(req, res, 405, 'only narinfo and NAR files can be uploaded');
-    if (length > MAX_NARINFO_BYTES) return this.refuse(req, res, 413, `the narinfo is ${length} bytes, more than the ${MAX_NARINFO_BYTES} allowed`);
+    if (length > MAX_NARINFO_BYTES)
+      return this.refuse(req, res, 413, `the narinfo is ${length} bytes, more than the ${MAX_NARINFO_BYTES} allowed`);
     let text: string;
     proceed();
     try {
@@ -232,10 +265,17 @@ export class CacheServer {
       return this.refuse(req, res, 400, `the narinfo upload failed: ${(err as Error).message}`, pusher.client);
     }
     const parsed = parseNarInfo(text);
-    if (!parsed.ok) return this.refuse(req, res, 400, `/${route.hash}.narinfo was not accepted: ${parsed.problem}`, pusher.client);
+    if (!parsed.ok)
+      return this.refuse(req, res, 400, `/${route.hash}.narinfo was not accepted: ${parsed.problem}`, pusher.client);
     const info = parsed.info;
     if (info.storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32) !== route.hash) {
-      return this.refuse(req, res, 400, `/${route.hash}.narinfo was not accepted: its StorePath ${info.storePath} has a different hash than the URL`, pusher.client);
+      return this.refuse(
+        req,
+        res,
+        400,
+        `/${route.hash}.narinfo was not accepted: its StorePath ${info.storePath} has a different hash than the URL`,
+        pusher.client,
+      );
     }
     try {
       const result = await this.parts.importer.push(info, pusher);
@@ -248,7 +288,10 @@ export class CacheServer {
   }
 
   private refuse(req: IncomingMessage, res: ServerResponse, status: number, message: string, client?: string): void {
-    this.logger.info({ method: req.method, url: req.url?.slice(0, 200), status, client, why: message.slice(0, 500) }, 'binary cache request refused');
+    this.logger.info(
+      { method: req.method, url: req.url?.slice(0, 200), status, client, why: message.slice(0, 500) },
+      'binary cache request refused',
+    );
     if (!req.complete) this.dropBody(req, res);
     this.answer(res, status, `${message}\n`);
   }

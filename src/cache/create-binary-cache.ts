@@ -48,7 +48,8 @@ export interface RunningBinaryCache {
 function localStoreDir(config: Config): string | undefined {
   const store = config.sharedStore;
   if (!store) return undefined;
-  if (store.kind === 'chroot' || (store.kind === 'local' && store.localDir)) return join(store.localDir!, 'nix', 'store');
+  if (store.kind === 'chroot' || (store.kind === 'local' && store.localDir))
+    return join(store.localDir!, 'nix', 'store');
   if (store.kind === 'local' || store.kind === 'daemon') return '/nix/store';
   return undefined;
 }
@@ -57,8 +58,16 @@ export async function startBinaryCache(config: Config, deps: BinaryCacheDeps): P
   const listen = config.cacheListen!;
   const logger = deps.logger.child({ component: 'binary-cache' });
   const stagingDir =
-    config.cacheStagingDir ?? (listen.port !== 0 ? join(tmpdir(), `nix-reapi-proxy-staging-${listen.port}`) : mkdtempSync(join(tmpdir(), 'nix-reapi-proxy-staging-')));
-  const staging = new StagingArea({ dir: stagingDir, budgetBytes: config.cacheStagingBudgetBytes, ttlMs: config.cacheStagingTtlMs, logger });
+    config.cacheStagingDir ??
+    (listen.port !== 0
+      ? join(tmpdir(), `nix-reapi-proxy-staging-${listen.port}`)
+      : mkdtempSync(join(tmpdir(), 'nix-reapi-proxy-staging-')));
+  const staging = new StagingArea({
+    dir: stagingDir,
+    budgetBytes: config.cacheStagingBudgetBytes,
+    ttlMs: config.cacheStagingTtlMs,
+    logger,
+  });
   await staging.open();
   const trustedKeys = config.trustedPublicKeys.map(parsePublicKey).filter((k): k is TrustedKey => k !== undefined);
   const index = new HashIndex({
@@ -67,7 +76,12 @@ export async function startBinaryCache(config: Config, deps: BinaryCacheDeps): P
     listTtlMs: 2_000,
     logger,
   });
-  const reader = new SharedStoreReader({ storeUrl: config.sharedStore!.url, runner: deps.runner, ttlMs: 10_000, maxEntries: 50_000 });
+  const reader = new SharedStoreReader({
+    storeUrl: config.sharedStore!.url,
+    runner: deps.runner,
+    ttlMs: 10_000,
+    maxEntries: 50_000,
+  });
   const importer = new PushImporter({
     store: deps.store,
     staging,
@@ -117,7 +131,10 @@ export async function startBinaryCache(config: Config, deps: BinaryCacheDeps): P
   }
   const endpoint = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   const publicUrl = config.cachePublicUrl ?? `${tls ? 'https' : 'http'}://${endpoint}`;
-  logger.info({ listen: endpoint, publicUrl, tls: Boolean(tls), stagingDir, trustedKeys: trustedKeys.map((k) => k.name) }, 'binary cache listening');
+  logger.info(
+    { listen: endpoint, publicUrl, tls: Boolean(tls), stagingDir, trustedKeys: trustedKeys.map((k) => k.name) },
+    'binary cache listening',
+  );
   return {
     endpoint,
     publicUrl,

@@ -36,7 +36,8 @@ export class HashIndex {
   }
 
   add(path: string): void {
-    if (STORE_PATH_RE.test(path)) this.paths.set(path.slice(STORE_PREFIX.length, STORE_PREFIX.length + HASH_LENGTH), path);
+    if (STORE_PATH_RE.test(path))
+      this.paths.set(path.slice(STORE_PREFIX.length, STORE_PREFIX.length + HASH_LENGTH), path);
   }
 
   async lookup(hash: string): Promise<string | undefined> {
@@ -55,7 +56,11 @@ export class HashIndex {
             names = await readdir(dir);
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code;
-            if (code !== 'ENOENT') this.o.logger.warn({ dir, err: code ?? (err as Error).message }, 'cannot list store path names for the binary cache');
+            if (code !== 'ENOENT')
+              this.o.logger.warn(
+                { dir, err: code ?? (err as Error).message },
+                'cannot list store path names for the binary cache',
+              );
             continue;
           }
           // Lock files sit next to paths being built; they are not paths.

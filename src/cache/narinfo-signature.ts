@@ -29,7 +29,10 @@ function splitNamed(text: string): { name: string; bytes: Buffer } | undefined {
 export function parsePublicKey(text: string): TrustedKey | undefined {
   const named = splitNamed(text.trim());
   if (!named || named.bytes.length !== 32) return undefined;
-  return { name: named.name, key: createPublicKey({ key: Buffer.concat([SPKI_PREFIX, named.bytes]), format: 'der', type: 'spki' }) };
+  return {
+    name: named.name,
+    key: createPublicKey({ key: Buffer.concat([SPKI_PREFIX, named.bytes]), format: 'der', type: 'spki' }),
+  };
 }
 
 export type Verdict = { trusted: true; keyName: string } | { trusted: false; why: string };
@@ -49,15 +52,25 @@ export function verifyNarInfo(info: NarInfo, keys: readonly TrustedKey[]): Verdi
     mismatched = sig.name;
   }
   if (mismatched !== undefined) {
-    return { trusted: false, why: `the signature by key ${mismatched} does not match the path's NarHash, NarSize and References` };
+    return {
+      trusted: false,
+      why: `the signature by key ${mismatched} does not match the path's NarHash, NarSize and References`,
+    };
   }
-  return { trusted: false, why: `it is signed by key(s) ${[...new Set(names)].join(', ')}, none of which is in trustedPublicKeys` };
+  return {
+    trusted: false,
+    why: `it is signed by key(s) ${[...new Set(names)].join(', ')}, none of which is in trustedPublicKeys`,
+  };
 }
 
 /** Signs `fingerprint` with a Nix secret key (`NAME:BASE64` of seed and public key, 64 bytes); returns `NAME:BASE64SIG`. */
 export function signFingerprint(fingerprint: string, secretKeyText: string): string {
   const named = splitNamed(secretKeyText.trim());
   if (!named || named.bytes.length !== 64) throw new Error('not a Nix secret key (NAME:BASE64 of 64 bytes)');
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, named.bytes.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+  const key = createPrivateKey({
+    key: Buffer.concat([PKCS8_PREFIX, named.bytes.subarray(0, 32)]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   return `${named.name}:${sign(null, Buffer.from(fingerprint, 'utf8'), key).toString('base64')}`;
 }

@@ -35,7 +35,19 @@ const URL_RE = /^nar\/[0-9a-df-np-sv-z]{32,52}\.nar(\.[a-z0-9]{1,4})?$/;
 const SIG_RE = /^[A-Za-z0-9._+-]{1,128}:[A-Za-z0-9+/]{1,200}={0,2}$/;
 const CA_RE = /^[\x21-\x7e]{1,512}$/;
 const COMPRESSIONS = new Set(Object.values(NAR_EXTENSIONS));
-const SINGLE_KEYS = new Set(['StorePath', 'URL', 'Compression', 'FileHash', 'FileSize', 'NarHash', 'NarSize', 'References', 'Deriver', 'CA', 'System']);
+const SINGLE_KEYS = new Set([
+  'StorePath',
+  'URL',
+  'Compression',
+  'FileHash',
+  'FileSize',
+  'NarHash',
+  'NarSize',
+  'References',
+  'Deriver',
+  'CA',
+  'System',
+]);
 
 export type ParsedNarInfo = { ok: true; info: NarInfo } | { ok: false; problem: string };
 
@@ -47,7 +59,8 @@ function size(value: string): number | undefined {
 
 export function parseNarInfo(text: string): ParsedNarInfo {
   const fail = (problem: string): ParsedNarInfo => ({ ok: false, problem });
-  if (Buffer.byteLength(text, 'utf8') > MAX_NARINFO_BYTES) return fail(`the narinfo is larger than ${MAX_NARINFO_BYTES} bytes`);
+  if (Buffer.byteLength(text, 'utf8') > MAX_NARINFO_BYTES)
+    return fail(`the narinfo is larger than ${MAX_NARINFO_BYTES} bytes`);
   const lines = text.split('\n');
   if (lines.length > MAX_LINES) return fail(`the narinfo has more than ${MAX_LINES} lines`);
   const fields = new Map<string, string>();
@@ -77,7 +90,8 @@ export function parseNarInfo(text: string): ParsedNarInfo {
   if (url === undefined) return fail('URL is missing');
   if (!URL_RE.test(url)) return fail('URL is not nar/<hash>.nar[.<compression>]');
   const compression = fields.get('Compression') ?? 'bzip2';
-  if (!COMPRESSIONS.has(compression)) return fail(`Compression ${JSON.stringify(compression.slice(0, 20))} is not one Nix writes`);
+  if (!COMPRESSIONS.has(compression))
+    return fail(`Compression ${JSON.stringify(compression.slice(0, 20))} is not one Nix writes`);
   const narHash = fields.get('NarHash');
   if (narHash === undefined) return fail('NarHash is missing');
   if (!SHA256_RE.test(narHash)) return fail('NarHash is not sha256:<52 base-32 characters>');
@@ -103,14 +117,16 @@ export function parseNarInfo(text: string): ParsedNarInfo {
   const refs = new Set<string>();
   for (const name of refNames) {
     const ref = STORE_PREFIX + name;
-    if (name === '' || !STORE_PATH_RE.test(ref)) return fail('References holds something that is not a store path base name');
+    if (name === '' || !STORE_PATH_RE.test(ref))
+      return fail('References holds something that is not a store path base name');
     refs.add(ref);
   }
   info.references = [...refs].sort();
   const deriver = fields.get('Deriver');
   if (deriver !== undefined && deriver !== 'unknown-deriver') {
     const path = STORE_PREFIX + deriver;
-    if (!STORE_PATH_RE.test(path) || !deriver.endsWith('.drv')) return fail('Deriver is not the base name of a .drv store path');
+    if (!STORE_PATH_RE.test(path) || !deriver.endsWith('.drv'))
+      return fail('Deriver is not the base name of a .drv store path');
     info.deriver = path;
   }
   const ca = fields.get('CA');
@@ -126,7 +142,11 @@ export function formatNarInfo(info: NarInfo): string {
   const lines = [`StorePath: ${info.storePath}`, `URL: ${info.url}`, `Compression: ${info.compression}`];
   if (info.fileHash !== undefined) lines.push(`FileHash: ${info.fileHash}`);
   if (info.fileSize !== undefined) lines.push(`FileSize: ${info.fileSize}`);
-  lines.push(`NarHash: ${info.narHash}`, `NarSize: ${info.narSize}`, `References: ${info.references.map(baseName).join(' ')}`);
+  lines.push(
+    `NarHash: ${info.narHash}`,
+    `NarSize: ${info.narSize}`,
+    `References: ${info.references.map(baseName).join(' ')}`,
+  );
   if (info.deriver !== undefined) lines.push(`Deriver: ${baseName(info.deriver)}`);
   for (const sig of info.sigs) lines.push(`Sig: ${sig}`);
   if (info.ca !== undefined) lines.push(`CA: ${info.ca}`);

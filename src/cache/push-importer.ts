@@ -100,7 +100,10 @@ export class PushImporter {
 
   constructor(private readonly o: PushImporterOptions) {
     this.imports = o.imports ?? new ImportsInFlight();
-    this.knownValid = new LRUCache<string, true>({ max: 200_000, ttl: o.knownValidTtlMs ?? DEFAULT_KNOWN_VALID_TTL_MS });
+    this.knownValid = new LRUCache<string, true>({
+      max: 200_000,
+      ttl: o.knownValidTtlMs ?? DEFAULT_KNOWN_VALID_TTL_MS,
+    });
   }
 
   close(): void {
@@ -161,7 +164,10 @@ export class PushImporter {
     if (pusher.right === 'push-unsigned') return;
     const verdict = verifyNarInfo(info, this.o.trustedKeys);
     if (verdict.trusted) return;
-    const keys = this.o.trustedKeys.length === 0 ? 'the proxy has no trustedPublicKeys' : `trusted keys: ${this.o.trustedKeys.map((k) => k.name).join(', ')}`;
+    const keys =
+      this.o.trustedKeys.length === 0
+        ? 'the proxy has no trustedPublicKeys'
+        : `trusted keys: ${this.o.trustedKeys.map((k) => k.name).join(', ')}`;
     throw new PushError(
       403,
       `${info.storePath} was not imported: ${verdict.why} (${keys}). Sign it when pushing ` +
@@ -211,21 +217,36 @@ export class PushImporter {
     }
     const ext = fileName.slice(fileName.indexOf('.nar') + 4);
     if (NAR_EXTENSIONS[ext] !== info.compression) {
-      throw new PushError(400, `${info.storePath} was not imported: Compression is ${info.compression} but ${info.url} is named as ${NAR_EXTENSIONS[ext] ?? 'unknown'}`);
+      throw new PushError(
+        400,
+        `${info.storePath} was not imported: Compression is ${info.compression} but ${info.url} is named as ${NAR_EXTENSIONS[ext] ?? 'unknown'}`,
+      );
     }
     if (info.fileHash !== undefined && info.fileHash !== staged.fileHash) {
-      throw new PushError(400, `${info.storePath} was not imported: FileHash ${info.fileHash} does not match the uploaded ${info.url} (${staged.fileHash})`);
+      throw new PushError(
+        400,
+        `${info.storePath} was not imported: FileHash ${info.fileHash} does not match the uploaded ${info.url} (${staged.fileHash})`,
+      );
     }
     if (info.fileSize !== undefined && info.fileSize !== staged.size) {
-      throw new PushError(400, `${info.storePath} was not imported: FileSize ${info.fileSize} does not match the uploaded ${info.url} (${staged.size} bytes)`);
+      throw new PushError(
+        400,
+        `${info.storePath} was not imported: FileSize ${info.fileSize} does not match the uploaded ${info.url} (${staged.size} bytes)`,
+      );
     }
     if (info.compression === 'none') {
       // An uncompressed NAR is its own file: its hash and size are known now, not only when Nix imports it.
       if (info.narHash !== staged.fileHash) {
-        throw new PushError(400, `${info.storePath} was not imported: NarHash ${info.narHash} does not match the uploaded NAR ${info.url} (${staged.fileHash})`);
+        throw new PushError(
+          400,
+          `${info.storePath} was not imported: NarHash ${info.narHash} does not match the uploaded NAR ${info.url} (${staged.fileHash})`,
+        );
       }
       if (info.narSize !== staged.size) {
-        throw new PushError(400, `${info.storePath} was not imported: NarSize ${info.narSize} does not match the uploaded NAR ${info.url} (${staged.size} bytes)`);
+        throw new PushError(
+          400,
+          `${info.storePath} was not imported: NarSize ${info.narSize} does not match the uploaded NAR ${info.url} (${staged.size} bytes)`,
+        );
       }
     }
     return staged;
@@ -295,7 +316,12 @@ export class PushImporter {
     const quietMs = this.o.gatherQuietMs ?? DEFAULT_GATHER_QUIET_MS;
     const until = Date.now() + (this.o.gatherMaxMs ?? DEFAULT_GATHER_MAX_MS);
     let seen = -1;
-    while (this.queue.length !== seen && this.queue.length < maxBatch && Date.now() < until && !this.lifetime.signal.aborted) {
+    while (
+      this.queue.length !== seen &&
+      this.queue.length < maxBatch &&
+      Date.now() < until &&
+      !this.lifetime.signal.aborted
+    ) {
       seen = this.queue.length;
       await new Promise<void>((r) => setTimeout(r, Math.max(0, Math.min(quietMs, until - Date.now()))));
     }
@@ -304,7 +330,10 @@ export class PushImporter {
   private async importBatch(batch: Pending[]): Promise<void> {
     const started = Date.now();
     const paths = batch.map((p) => p.info.storePath);
-    this.o.logger.info({ paths: paths.length, first: paths[0], clients: [...new Set(batch.map((p) => p.client))] }, 'importing pushed paths into the shared store');
+    this.o.logger.info(
+      { paths: paths.length, first: paths[0], clients: [...new Set(batch.map((p) => p.client))] },
+      'importing pushed paths into the shared store',
+    );
     let failure: unknown;
     // No validity query first: `nix copy` skips paths that became valid meanwhile (another replica).
     const todo = batch;
@@ -323,11 +352,17 @@ export class PushImporter {
     const ms = Date.now() - started;
     if (failure === undefined) {
       for (const p of todo) this.settled(p, 'imported');
-      this.o.logger.info({ paths: todo.length, clients: [...new Set(todo.map((p) => p.client))], ms }, 'pushed paths imported into the shared store');
+      this.o.logger.info(
+        { paths: todo.length, clients: [...new Set(todo.map((p) => p.client))], ms },
+        'pushed paths imported into the shared store',
+      );
       return;
     }
     const err = this.asPushError(failure, todo[0]!.info.storePath);
-    this.o.logger.warn({ path: paths[0], client: todo[0]!.client, status: err.status, why: err.message, ms }, 'pushed path not imported');
+    this.o.logger.warn(
+      { path: paths[0], client: todo[0]!.client, status: err.status, why: err.message, ms },
+      'pushed path not imported',
+    );
     for (const p of todo) p.reject(err);
   }
 

@@ -52,14 +52,24 @@ export class SharedStoreReader {
 
   /** Streams the NAR of `path` into `out` (not ended); rejects when Nix fails or `signal` aborts. */
   async dumpPath(path: string, out: Writable, signal: AbortSignal): Promise<void> {
-    const outcome = await this.o.runner.run({ program: 'nix', args: ['store', 'dump-path', '--store', this.o.storeUrl, path], stdout: out }, signal);
+    const outcome = await this.o.runner.run(
+      { program: 'nix', args: ['store', 'dump-path', '--store', this.o.storeUrl, path], stdout: out },
+      signal,
+    );
     if (outcome.exitCode !== 0) {
-      throw new ProxyError(Code.UNAVAILABLE, 'NAR_DUMP_FAILED', `nix store dump-path ${path} failed: ${nixErrorSummary(outcome.stderr) || `exit ${outcome.exitCode ?? outcome.signal}`}`);
+      throw new ProxyError(
+        Code.UNAVAILABLE,
+        'NAR_DUMP_FAILED',
+        `nix store dump-path ${path} failed: ${nixErrorSummary(outcome.stderr) || `exit ${outcome.exitCode ?? outcome.signal}`}`,
+      );
     }
   }
 
   private async pathInfo(paths: string[]): Promise<Map<string, NarInfo>> {
-    const outcome = await this.o.runner.run({ program: 'nix', args: ['path-info', '--json', '--store', this.o.storeUrl, ...paths] }, this.lifetime.signal);
+    const outcome = await this.o.runner.run(
+      { program: 'nix', args: ['path-info', '--json', '--store', this.o.storeUrl, ...paths] },
+      this.lifetime.signal,
+    );
     // Nix 2.8 exits non-zero when some path is not valid, yet prints the JSON for all of them.
     try {
       return narInfosFromPathInfoJson(outcome.stdout);

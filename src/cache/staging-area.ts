@@ -84,7 +84,10 @@ export class StagingArea {
     const every = Math.max(1_000, Math.min(60_000, Math.floor(this.o.ttlMs / 4)));
     this.sweepTimer = setInterval(() => void this.sweep(), every);
     this.sweepTimer.unref();
-    this.o.logger.info({ dir: this.o.dir, budgetBytes: this.o.budgetBytes, ttlMs: this.o.ttlMs }, 'binary cache staging directory ready (emptied)');
+    this.o.logger.info(
+      { dir: this.o.dir, budgetBytes: this.o.budgetBytes, ttlMs: this.o.ttlMs },
+      'binary cache staging directory ready (emptied)',
+    );
   }
 
   async close(): Promise<void> {
@@ -112,7 +115,13 @@ export class StagingArea {
    * `idleTimeoutMs`, or does not hash to `expectedHash` (the name's hash).
    * Nothing of a failed upload is left on disk.
    */
-  async receive(fileName: string, expectedHash: string, body: Readable, length: number, idleTimeoutMs: number): Promise<StagedNar> {
+  async receive(
+    fileName: string,
+    expectedHash: string,
+    body: Readable,
+    length: number,
+    idleTimeoutMs: number,
+  ): Promise<StagedNar> {
     // The same NAR staged already (another client pushes the same path): the body is still read to its
     // end and checked, so the client gets its answer after sending, never mid-upload, but it is not kept.
     const duplicate = this.nars.get(fileName) !== undefined;
@@ -146,23 +155,39 @@ export class StagingArea {
     const armIdle = (): void => {
       clearTimeout(idle);
       idle = setTimeout(
-        () => stopFeeding(new UploadError(408, `the upload of nar/${fileName} sent nothing for ${idleTimeoutMs} ms and was abandoned; push again`)),
+        () =>
+          stopFeeding(
+            new UploadError(
+              408,
+              `the upload of nar/${fileName} sent nothing for ${idleTimeoutMs} ms and was abandoned; push again`,
+            ),
+          ),
         idleTimeoutMs,
       );
     };
     const onAborted = (): void =>
-      stopFeeding(new UploadError(400, `the upload of nar/${fileName} was cut off by the client after ${received} of ${length} bytes; nothing was kept, push again`));
+      stopFeeding(
+        new UploadError(
+          400,
+          `the upload of nar/${fileName} was cut off by the client after ${received} of ${length} bytes; nothing was kept, push again`,
+        ),
+      );
     body.once('aborted', onAborted);
     body.once('error', onAborted);
     armIdle();
     let keep = false;
     try {
-      const sink = duplicate ? new Writable({ write: (_chunk, _enc, done) => done() }) : createWriteStream(tmp, { flags: 'wx' });
+      const sink = duplicate
+        ? new Writable({ write: (_chunk, _enc, done) => done() })
+        : createWriteStream(tmp, { flags: 'wx' });
       const writing = pipeline(meter, sink);
       body.pipe(meter);
       await writing;
       if (received !== length) {
-        throw new UploadError(400, `the upload of nar/${fileName} ended after ${received} of ${length} bytes; push again`);
+        throw new UploadError(
+          400,
+          `the upload of nar/${fileName} ended after ${received} of ${length} bytes; push again`,
+        );
       }
       const digest = hash.digest();
       const got = encodeNixBase32(digest);
@@ -191,7 +216,10 @@ export class StagingArea {
       return staged;
     } catch (err) {
       if (err instanceof UploadError) throw err;
-      throw new UploadError(500, `the upload of nar/${fileName} could not be staged (${(err as Error).message}); nothing was kept, push again`);
+      throw new UploadError(
+        500,
+        `the upload of nar/${fileName} could not be staged (${(err as Error).message}); nothing was kept, push again`,
+      );
     } finally {
       clearTimeout(idle);
       body.off('aborted', onAborted);
@@ -247,7 +275,8 @@ export class StagingArea {
       await this.remove(staged.fileName);
       removed++;
     }
-    if (removed > 0) this.o.logger.info({ removed, usedBytes: this.reservedBytes }, 'removed staged NARs no narinfo claimed in time');
+    if (removed > 0)
+      this.o.logger.info({ removed, usedBytes: this.reservedBytes }, 'removed staged NARs no narinfo claimed in time');
     return removed;
   }
 

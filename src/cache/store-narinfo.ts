@@ -24,9 +24,14 @@ export function narInfoFromPathInfo(raw: unknown): NarInfo | undefined {
   if (o.valid === false || typeof o.path !== 'string' || !STORE_PATH_RE.test(o.path)) return undefined;
   const narHash = typeof o.narHash === 'string' ? base32Sha256(o.narHash) : undefined;
   const narSize = o.narSize;
-  if (narHash === undefined || typeof narSize !== 'number' || !Number.isSafeInteger(narSize) || narSize < 0) return undefined;
-  const references = Array.isArray(o.references) ? o.references.filter((r): r is string => typeof r === 'string' && STORE_PATH_RE.test(r)) : [];
-  const sigs = Array.isArray(o.signatures) ? o.signatures.filter((s): s is string => typeof s === 'string' && /^[^\s:]+:[A-Za-z0-9+/=]+$/.test(s)) : [];
+  if (narHash === undefined || typeof narSize !== 'number' || !Number.isSafeInteger(narSize) || narSize < 0)
+    return undefined;
+  const references = Array.isArray(o.references)
+    ? o.references.filter((r): r is string => typeof r === 'string' && STORE_PATH_RE.test(r))
+    : [];
+  const sigs = Array.isArray(o.signatures)
+    ? o.signatures.filter((s): s is string => typeof s === 'string' && /^[^\s:]+:[A-Za-z0-9+/=]+$/.test(s))
+    : [];
   const hash = o.path.slice(STORE_PREFIX.length, STORE_PREFIX.length + HASH_LENGTH);
   const info: NarInfo = {
     storePath: o.path,
@@ -39,7 +44,8 @@ export function narInfoFromPathInfo(raw: unknown): NarInfo | undefined {
     references: [...new Set(references)].sort(),
     sigs,
   };
-  if (typeof o.deriver === 'string' && STORE_PATH_RE.test(o.deriver) && o.deriver.endsWith('.drv')) info.deriver = o.deriver;
+  if (typeof o.deriver === 'string' && STORE_PATH_RE.test(o.deriver) && o.deriver.endsWith('.drv'))
+    info.deriver = o.deriver;
   if (typeof o.ca === 'string' && /^[\x21-\x7e]{1,512}$/.test(o.ca)) info.ca = o.ca;
   return info;
 }
@@ -51,7 +57,9 @@ export function narInfosFromPathInfoJson(text: string): Map<string, NarInfo> {
   const entries = Array.isArray(raw)
     ? raw
     : raw !== null && typeof raw === 'object'
-      ? Object.entries(raw).map(([path, v]) => (v !== null && typeof v === 'object' ? { ...(v as object), path } : undefined))
+      ? Object.entries(raw).map(([path, v]) =>
+          v !== null && typeof v === 'object' ? { ...(v as object), path } : undefined,
+        )
       : [];
   for (const entry of entries) {
     const info = narInfoFromPathInfo(entry);

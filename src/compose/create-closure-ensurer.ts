@@ -77,7 +77,11 @@ export interface OwnedClosureEnsurer extends ClosureEnsurer {
 
 export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): OwnedClosureEnsurer {
   if (!config.sharedStore) {
-    throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'sharedStore is not set; the store side needs it');
+    throw new ProxyError(
+      Code.INVALID_ARGUMENT,
+      Reasons.CONFIG_INVALID,
+      'sharedStore is not set; the store side needs it',
+    );
   }
   // Parsed and checked by loadConfig (src/config); nothing here re-checks them.
   const shared = config.sharedStore;
@@ -118,10 +122,19 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   let limited: Realiser = deps.imports ? new ImportAwaitingRealiser(realiser, deps.imports, logger) : realiser;
   if (deps.currentClient && (clientConcurrentRealisations !== undefined || clientRealisedBytesPerHour !== undefined)) {
     limited = new ClientLimitedRealiser(limited, {
-      limits: { concurrentRealisations: clientConcurrentRealisations, realisedBytesPerHour: clientRealisedBytesPerHour },
+      limits: {
+        concurrentRealisations: clientConcurrentRealisations,
+        realisedBytesPerHour: clientRealisedBytesPerHour,
+      },
       currentClient: deps.currentClient,
       measure: (paths, sinceMs) => registeredBytes(runner, shared.url, paths, sinceMs, lifetime.signal),
-      estimate: (paths, signal) => closureNarBytes(runner, substituters.map((s) => s.url), paths, signal),
+      estimate: (paths, signal) =>
+        closureNarBytes(
+          runner,
+          substituters.map((s) => s.url),
+          paths,
+          signal,
+        ),
       lifetime: lifetime.signal,
       logger,
     });
@@ -145,7 +158,12 @@ export function createClosureEnsurer(config: Config, deps: ClosureEnsurerDeps): 
   if (deps.leases) ensurer = new RootingEnsurer(ensurer, deps.leases);
   ensurer = new MeteredClosureEnsurer(ensurer, metrics);
   logger.info(
-    { sharedStore: shared.url, substituters: substituters.map((s) => s.url), visibleAt: config.visibleAt, requireSigs: config.requireSigs },
+    {
+      sharedStore: shared.url,
+      substituters: substituters.map((s) => s.url),
+      visibleAt: config.visibleAt,
+      requireSigs: config.requireSigs,
+    },
     'closure ensurer ready',
   );
   const outer = ensurer;

@@ -53,8 +53,10 @@ function buildOptionTable(): Map<string, OptionRow> {
       add(key.flag, { type: 'string', owner: { kind: 'config', key, negated: false } });
     }
   }
-  for (const flag of HEALTH_FLAGS) add(flag.name, { type: flag.type, owner: { kind: 'command', command: 'health', flag } });
-  for (const flag of PRUNE_FLAGS) add(flag.name, { type: flag.type, owner: { kind: 'command', command: 'prune', flag } });
+  for (const flag of HEALTH_FLAGS)
+    add(flag.name, { type: flag.type, owner: { kind: 'command', command: 'health', flag } });
+  for (const flag of PRUNE_FLAGS)
+    add(flag.name, { type: flag.type, owner: { kind: 'command', command: 'prune', flag } });
   for (const flag of GLOBAL_FLAGS) add(flag.name, { type: flag.type, owner: { kind: 'global', flag } });
   return table;
 }

@@ -9,7 +9,10 @@ const KEY_BY_ENV = new Map(CONFIG_KEYS.map((key) => [key.env, key]));
  * for other keys. Unknown NIX_REAPI_PROXY_* names are problems (a typo would
  * otherwise be silently ignored). Pure.
  */
-export function readEnv(env: Readonly<Record<string, string | undefined>>): { entries: RawEntry[]; problems: string[] } {
+export function readEnv(env: Readonly<Record<string, string | undefined>>): {
+  entries: RawEntry[];
+  problems: string[];
+} {
   const entries: RawEntry[] = [];
   const problems: string[] = [];
   for (const name of Object.keys(env).sort()) {

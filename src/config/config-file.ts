@@ -37,7 +37,9 @@ export function parseConfigText(text: string, file: string): { entries: RawEntry
   const root: unknown = doc.toJS();
   if (root === null || root === undefined) return { entries, problems };
   if (!isMapping(root)) {
-    problems.push(`config file ${file}: must be a mapping of settings (e.g. "listen: 127.0.0.1:8980"), not a list or a value`);
+    problems.push(
+      `config file ${file}: must be a mapping of settings (e.g. "listen: 127.0.0.1:8980"), not a list or a value`,
+    );
     return { entries, problems };
   }
 

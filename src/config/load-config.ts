@@ -72,10 +72,20 @@ function defaultSources(): Sources {
 export function loadConfig(input: LoadConfigInput): LoadedConfig {
   const args = parseCommandLine(input.argv);
   if (args.help) {
-    return { command: 'help', config: structuredClone(DEFAULTS), sources: defaultSources(), commandArgs: { text: usageText(packageVersion()) } };
+    return {
+      command: 'help',
+      config: structuredClone(DEFAULTS),
+      sources: defaultSources(),
+      commandArgs: { text: usageText(packageVersion()) },
+    };
   }
   if (args.version) {
-    return { command: 'version', config: structuredClone(DEFAULTS), sources: defaultSources(), commandArgs: { text: `nix-reapi-proxy ${packageVersion()}\n` } };
+    return {
+      command: 'version',
+      config: structuredClone(DEFAULTS),
+      sources: defaultSources(),
+      commandArgs: { text: `nix-reapi-proxy ${packageVersion()}\n` },
+    };
   }
 
   const problems = [...args.problems];
@@ -91,13 +101,16 @@ export function loadConfig(input: LoadConfigInput): LoadedConfig {
       layers.push(...parsed.entries);
       problems.push(...parsed.problems);
     } catch (err) {
-      problems.push(`${named}: cannot read config file ${configFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      problems.push(
+        `${named}: cannot read config file ${configFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
     }
   }
   const env = readEnv(input.env);
   layers.push(...env.entries);
   problems.push(...env.problems);
-  for (const flag of args.configFlags) layers.push({ key: flag.key, raw: flag.raw, origin: { kind: 'flag', name: flag.flag } });
+  for (const flag of args.configFlags)
+    layers.push({ key: flag.key, raw: flag.raw, origin: { kind: 'flag', name: flag.flag } });
 
   const config = structuredClone(DEFAULTS) as unknown as Record<string, unknown>;
   const sources = defaultSources();
@@ -164,7 +177,13 @@ function checkNamedFiles(config: Config, sources: Sources): string[] {
 
 type CommandPart = Pick<LoadedConfig, 'command' | 'commandArgs'>;
 
-function finishCommand(args: ParsedArgs, config: Config, refused: ReadonlySet<string>, cwd: string, problems: string[]): CommandPart {
+function finishCommand(
+  args: ParsedArgs,
+  config: Config,
+  refused: ReadonlySet<string>,
+  cwd: string,
+  problems: string[],
+): CommandPart {
   if (args.command === 'health') return { command: 'health', commandArgs: healthArgs(args, config, cwd, problems) };
   if (args.command === 'prune') return { command: 'prune', commandArgs: pruneArgs(args, config, refused, problems) };
   return { command: 'serve', commandArgs: {} };
@@ -182,14 +201,17 @@ function healthArgs(args: ParsedArgs, config: Config, cwd: string, problems: str
   const parsed = parseHostPort(address, { allowPortZero: false });
   if ('error' in parsed) {
     const where = typeof flags.address === 'string' ? '--address' : 'health address (from the listen setting)';
-    problems.push(`${where}: ${JSON.stringify(address)} ${parsed.error}${flags.address ? '' : '; pass --address HOST:PORT'}`);
+    problems.push(
+      `${where}: ${JSON.stringify(address)} ${parsed.error}${flags.address ? '' : '; pass --address HOST:PORT'}`,
+    );
   }
 
   let timeoutMs = HEALTH_DEFAULT_TIMEOUT_MS;
   if (typeof flags.timeout === 'string') {
     const duration = parseDuration(flags.timeout);
     if ('error' in duration) problems.push(`--timeout: ${JSON.stringify(flags.timeout)} ${duration.error}`);
-    else if (duration.ms < 1 || duration.ms > 2 ** 31 - 1) problems.push(`--timeout: ${JSON.stringify(flags.timeout)} must be between 1ms and 24d`);
+    else if (duration.ms < 1 || duration.ms > 2 ** 31 - 1)
+      problems.push(`--timeout: ${JSON.stringify(flags.timeout)} must be between 1ms and 24d`);
     else timeoutMs = duration.ms;
   }
 
@@ -203,8 +225,10 @@ function healthArgs(args: ParsedArgs, config: Config, cwd: string, problems: str
     if (why) problems.push(`--${name}: file ${file} ${why}`);
     tlsFiles[name] = file;
   }
-  if (tlsFiles.cert && !tlsFiles.key) problems.push('--cert is set but --key is not: a client certificate needs its private key');
-  if (tlsFiles.key && !tlsFiles.cert) problems.push('--key is set but --cert is not: a private key needs its certificate');
+  if (tlsFiles.cert && !tlsFiles.key)
+    problems.push('--cert is set but --key is not: a client certificate needs its private key');
+  if (tlsFiles.key && !tlsFiles.cert)
+    problems.push('--key is set but --cert is not: a private key needs its certificate');
   const serverName = typeof flags['server-name'] === 'string' ? flags['server-name'] : undefined;
   if (flags.tls === true || Object.keys(tlsFiles).length > 0 || serverName !== undefined) {
     result.tls = { ...tlsFiles, ...(serverName !== undefined ? { serverName } : {}) };
@@ -220,7 +244,9 @@ function pruneArgs(args: ParsedArgs, config: Config, refused: ReadonlySet<string
   }
   let unusedForMs = 0;
   if (typeof flags['unused-for'] !== 'string') {
-    problems.push('prune needs --unused-for DURATION (e.g. --unused-for 14d): GC roots of paths unused for longer are dropped');
+    problems.push(
+      'prune needs --unused-for DURATION (e.g. --unused-for 14d): GC roots of paths unused for longer are dropped',
+    );
   } else {
     const duration = parseDuration(flags['unused-for']);
     if ('error' in duration) problems.push(`--unused-for: ${JSON.stringify(flags['unused-for'])} ${duration.error}`);

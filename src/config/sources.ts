@@ -2,10 +2,7 @@ import type { ConfigKey } from './config-keys';
 
 /** Where a setting's value came from. Precedence: default < file < env < flag. */
 export type Origin =
-  | { kind: 'default' }
-  | { kind: 'file'; file: string }
-  | { kind: 'env'; name: string }
-  | { kind: 'flag'; name: string };
+  { kind: 'default' } | { kind: 'file'; file: string } | { kind: 'env'; name: string } | { kind: 'flag'; name: string };
 
 /** Source of every Config key, by dotted path ('limits.treeDepth'). */
 export type Sources = Record<string, Origin>;

@@ -33,7 +33,11 @@ function configFlagLines(key: ConfigKey): string[] {
       ? `--${key.flag} | --no-${key.flag}`
       : `--${key.flag} ${key.valueName}${key.kind === 'list' ? ' (repeatable)' : ''}`;
   const fallback = formatValue(key, getPath(DEFAULTS, key.path));
-  return [`  ${flag}`, `      ${key.description}`, `      default: ${fallback} | env: ${key.env} | file key: ${key.path}`];
+  return [
+    `  ${flag}`,
+    `      ${key.description}`,
+    `      default: ${fallback} | env: ${key.env} | file key: ${key.path}`,
+  ];
 }
 
 function commandFlagLines(flag: CommandFlag, envNote: string): string[] {

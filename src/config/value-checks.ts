@@ -7,7 +7,8 @@
  */
 import type { UpstreamTarget } from './upstream-target';
 
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 const IPV6_RE = /^\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?\]$/;
 const CONTROL_OR_SPACE_RE = /[\s\u0000-\u001f\u007f]/;
 
@@ -62,7 +63,14 @@ export function parseUpstreamTarget(text: string): { value: UpstreamTarget } | {
   const tls = match[1] === 'grpcs';
   const hostPort = formatHostPort(parsed);
   return {
-    value: { url: text, tls, host: parsed.host, port: parsed.port, authority: hostPort, origin: `${tls ? 'https' : 'http'}://${hostPort}` },
+    value: {
+      url: text,
+      tls,
+      host: parsed.host,
+      port: parsed.port,
+      authority: hostPort,
+      origin: `${tls ? 'https' : 'http'}://${hostPort}`,
+    },
   };
 }
 
@@ -81,7 +89,8 @@ export function checkTrustedPublicKey(key: string): string | undefined {
 /** http(s)://host[:port][/path] without credentials, query or fragment: what clients put in `nix copy --to`. */
 export function checkCachePublicUrl(text: string): string | undefined {
   const usage = 'is not http(s)://HOST[:PORT][/PATH] (e.g. https://nix-proxy.example.com:8990)';
-  if (CONTROL_OR_SPACE_RE.test(text) || /['"\\`$]/.test(text)) return `${usage}: no spaces, quotes or control characters`;
+  if (CONTROL_OR_SPACE_RE.test(text) || /['"\\`$]/.test(text))
+    return `${usage}: no spaces, quotes or control characters`;
   let url: URL;
   try {
     url = new URL(text);

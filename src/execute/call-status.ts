@@ -19,7 +19,8 @@ const MAX_DETAILS_BYTES = 3000;
  * their generic message; the cause goes to the log, never to the client. Pure.
  */
 export function callStatusFor(err: ProxyError): CallStatus {
-  const message = err.message.length > MAX_MESSAGE_CHARS ? `${err.message.slice(0, MAX_MESSAGE_CHARS)}...` : err.message;
+  const message =
+    err.message.length > MAX_MESSAGE_CHARS ? `${err.message.slice(0, MAX_MESSAGE_CHARS)}...` : err.message;
   if (err.code === Code.OK) return { code: Code.INTERNAL, message: 'internal error in nix-reapi-proxy (see its log)' };
   const status: CallStatus = { code: err.code, message };
   if (err.violations.length > 0) {

@@ -8,7 +8,13 @@ import type { Metadata } from '../rpc/server-call';
  * connection sets for itself (deadline, encodings, content type, user agent).
  * Pure.
  */
-const TRANSPORT_HEADERS: ReadonlySet<string> = new Set([...CONNECTION_SPECIFIC, 'content-type', 'content-length', 'te', 'user-agent']);
+const TRANSPORT_HEADERS: ReadonlySet<string> = new Set([
+  ...CONNECTION_SPECIFIC,
+  'content-type',
+  'content-length',
+  'te',
+  'user-agent',
+]);
 
 export type MetadataPair = [key: string, value: string | Buffer];
 

@@ -13,7 +13,14 @@ import { NO_METRICS, type Metrics } from '../metrics/metrics';
 import { NO_LEASES, type PathLease, type PathLeases } from '../gc/path-leases';
 import { callStatusFor } from './call-status';
 import type { CasReader } from './cas-reader';
-import { digestFunctionByLength, digestKey, resolveDigestFunction, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
+import {
+  digestFunctionByLength,
+  digestKey,
+  resolveDigestFunction,
+  toBlobDigest,
+  type BlobDigest,
+  type DigestLike,
+} from './digests';
 import { ExecutionEntry } from './execution-entry';
 import { followExecution, notFound, WAIT_EXECUTION_PATH, type FollowOutcome } from './follow-execution';
 import { missingPathsStatus } from './missing-paths-status';
@@ -121,7 +128,9 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
           { operation: abandoned.name, action: digestKey(abandoned.actionDigest), state: abandoned.state },
           `no client followed the operation for ${graceMs} ms; dropping it`,
         );
-        controller.abort(new ProxyError(Code.CANCELLED, 'ABANDONED', 'the client went away while the action was prepared'));
+        controller.abort(
+          new ProxyError(Code.CANCELLED, 'ABANDONED', 'the client went away while the action was prepared'),
+        );
         abandoned.setState('gone');
         registry.delete(abandoned);
       },
@@ -170,12 +179,21 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     setImmediate(() => {
       if (settled || entry.state !== 'preparing') return;
       entry.markWaiting();
-      progress = setInterval(() => {
-        logger.info(
-          { operation: entry.name, action: digestKey(entry.actionDigest), step: report.step, elapsedMs: Date.now() - started, following: entry.attachedCalls },
-          'still preparing an action',
-        );
-      }, Math.max(1000, config.progressIntervalMs));
+      progress = setInterval(
+        () => {
+          logger.info(
+            {
+              operation: entry.name,
+              action: digestKey(entry.actionDigest),
+              step: report.step,
+              elapsedMs: Date.now() - started,
+              following: entry.attachedCalls,
+            },
+            'still preparing an action',
+          );
+        },
+        Math.max(1000, config.progressIntervalMs),
+      );
       progress.unref();
     });
     const deadline = started + timeoutMs;
@@ -203,7 +221,8 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       // A CAS read given this deadline may give up a moment before the timer fires: past the deadline, any
       // DEADLINE_EXCEEDED is the preparation's own time running out.
       const error = raised.code === Code.DEADLINE_EXCEEDED && Date.now() >= deadline ? timedOut() : raised;
-      if (error.code === Code.INTERNAL) logger.error({ err, operation: entry.name }, 'internal error while preparing an action');
+      if (error.code === Code.INTERNAL)
+        logger.error({ err, operation: entry.name }, 'internal error while preparing an action');
       report.error = error;
       if (report.failedStep === 'ensure' && error.code === Code.FAILED_PRECONDITION) {
         const status = missingPathsStatus(error, report.references, deps.pushUrl?.());
@@ -228,7 +247,9 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
       try {
         name = (T.WaitExecutionRequest.decode(request.message) as unknown as { name?: string }).name ?? '';
       } catch (err) {
-        throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', 'the WaitExecutionRequest does not decode', { cause: err });
+        throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', 'the WaitExecutionRequest does not decode', {
+          cause: err,
+        });
       }
       if (!isOurOperationName(name)) {
         await deps.upstream.relay(call, WAIT_EXECUTION_PATH, request.frame);
@@ -264,7 +285,12 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     recordMetrics(report, end, totalMs - (followed.forwardMs ?? 0));
     if (walk !== undefined && walk.stats.filesSkippedBudget > 0) {
       logger.warn(
-        { action: digestKey(parsed.actionDigest), operation: entry.name, files: walk.stats.filesSkippedBudget, limit: config.limits.scanTotalBytes },
+        {
+          action: digestKey(parsed.actionDigest),
+          operation: entry.name,
+          files: walk.stats.filesSkippedBudget,
+          limit: config.limits.scanTotalBytes,
+        },
         'some input files were not scanned for store paths (limits.scanTotalBytes reached); paths only they mention are not ensured, and a later Execute scans them',
       );
     }
@@ -312,12 +338,27 @@ export function createExecuteService(deps: ExecuteServiceDeps): ExecuteService {
     const ensure = report.ensure;
     if (report.actionMemoHit) metrics.cacheLookups('action', 1, 0);
     else if (walk) metrics.cacheLookups('action', 0, 1);
-    if (walk) metrics.cacheLookups('tree', walk.stats.memoHits, walk.stats.directoriesFetched + walk.stats.filesFetched);
+    if (walk)
+      metrics.cacheLookups('tree', walk.stats.memoHits, walk.stats.directoriesFetched + walk.stats.filesFetched);
     // The Command read and the tree walk overlap; 'read' is the span until both are done.
-    const read = report.readMs !== undefined || report.walkMs !== undefined ? Math.max(report.readMs ?? 0, report.walkMs ?? 0) : undefined;
-    const steps = { read, check: ensure?.checkMs, realise: ensure?.realiseMs, visible: ensure?.visibleWaitMs, total: prepareMs };
+    const read =
+      report.readMs !== undefined || report.walkMs !== undefined
+        ? Math.max(report.readMs ?? 0, report.walkMs ?? 0)
+        : undefined;
+    const steps = {
+      read,
+      check: ensure?.checkMs,
+      realise: ensure?.realiseMs,
+      visible: ensure?.visibleWaitMs,
+      total: prepareMs,
+    };
     if (end === 'ready' && ensure) {
-      metrics.executePrepared({ steps, references: report.references.size, missing: ensure.missing.length, realised: ensure.realised.length });
+      metrics.executePrepared({
+        steps,
+        references: report.references.size,
+        missing: ensure.missing.length,
+        realised: ensure.realised.length,
+      });
     } else if (end !== 'ready') {
       metrics.executePrepareFailed({ reason: report.error?.reason ?? 'INTERNAL', steps });
     }
@@ -337,7 +378,12 @@ async function parseExecuteRequest(
   try {
     request = decodeStrict(T.ExecuteRequest, message) as typeof request;
   } catch (err) {
-    throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', `the ExecuteRequest does not decode (${(err as Error).message})`, { cause: err });
+    throw new ProxyError(
+      Code.INVALID_ARGUMENT,
+      'BAD_MESSAGE',
+      `the ExecuteRequest does not decode (${(err as Error).message})`,
+      { cause: err },
+    );
   }
   const instanceName = request.instanceName ?? '';
   if (instanceName.length > MAX_INSTANCE_NAME) {
@@ -352,7 +398,11 @@ async function parseExecuteRequest(
   if (!request.actionDigest) toBlobDigest(undefined, 0, 'ExecuteRequest.action_digest');
   const requested = request.digestFunction ?? 0;
   const hash = request.actionDigest?.hash ?? '';
-  const digestFunction = resolveDigestFunction(requested, hash, requested === 0 ? await announced(instanceName) : undefined);
+  const digestFunction = resolveDigestFunction(
+    requested,
+    hash,
+    requested === 0 ? await announced(instanceName) : undefined,
+  );
   // An unset function stays unset in the proxy's CAS requests unless the announcements chose another than the length rule.
   const named = requested !== 0 || digestFunction === digestFunctionByLength(hash) ? requested : digestFunction;
   return {

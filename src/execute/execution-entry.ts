@@ -177,7 +177,12 @@ export class ExecutionEntry {
 
   /** Only states that still need a call to move on can be abandoned. */
   private armGrace(): void {
-    if (this.attached === 0 && this.state === 'forwarding' && this.unfollowedTimer === undefined && !this.settledFired) {
+    if (
+      this.attached === 0 &&
+      this.state === 'forwarding' &&
+      this.unfollowedTimer === undefined &&
+      !this.settledFired
+    ) {
       // Executing upstream and nobody follows it any more: after the grace period the proxy lets go of it.
       this.unfollowedTimer = setTimeout(() => {
         this.unfollowedTimer = undefined;

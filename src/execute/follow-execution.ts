@@ -112,7 +112,12 @@ function settleAfterForward(entry: ExecutionEntry, call: ServerCall, deps: Follo
   }
 }
 
-async function relayWait(entry: ExecutionEntry, upstreamName: string, call: ServerCall, deps: FollowDeps): Promise<FollowOutcome> {
+async function relayWait(
+  entry: ExecutionEntry,
+  upstreamName: string,
+  call: ServerCall,
+  deps: FollowDeps,
+): Promise<FollowOutcome> {
   const frame = encodeFrame(T.WaitExecutionRequest.encode({ name: upstreamName }).finish());
   const outcome = await deps.upstream.relay(call, WAIT_EXECUTION_PATH, frame, {
     onMessage: (message) => {

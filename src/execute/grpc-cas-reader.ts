@@ -6,7 +6,14 @@ import { T } from '../reapi/protos';
 import { planBatches } from './batch-plan';
 import { abortError, missingBlobsError, type CasReadContext, type CasReader } from './cas-reader';
 import { forwardableMetadata } from './client-metadata';
-import { byteStreamReadName, digestFunctionName, digestKey, isVerifiable, verifyBlob, type BlobDigest } from './digests';
+import {
+  byteStreamReadName,
+  digestFunctionName,
+  digestKey,
+  isVerifiable,
+  verifyBlob,
+  type BlobDigest,
+} from './digests';
 import { runLimited } from '../util/run-limited';
 
 const BATCH_READ = '/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs';
@@ -130,7 +137,9 @@ export class GrpcCasReader implements CasReader {
     for (;;) {
       const state = channel.getConnectivityState(true);
       if (state !== grpc.connectivityState.IDLE && state !== grpc.connectivityState.CONNECTING) return;
-      const changed = await new Promise<boolean>((resolve) => channel.watchConnectivityState(state, deadline, (err) => resolve(!err)));
+      const changed = await new Promise<boolean>((resolve) =>
+        channel.watchConnectivityState(state, deadline, (err) => resolve(!err)),
+      );
       if (!changed) {
         throw new ProxyError(
           Code.UNAVAILABLE,
@@ -180,7 +189,14 @@ export class GrpcCasReader implements CasReader {
       throw this.upstreamError(ctx, e, `BatchReadBlobs of ${batch.length} blobs`);
     }
 
-    let decoded: { responses?: Array<{ digest?: { hash?: string; sizeBytes?: unknown }; data?: Uint8Array; status?: { code?: number; message?: string }; compressor?: number }> };
+    let decoded: {
+      responses?: Array<{
+        digest?: { hash?: string; sizeBytes?: unknown };
+        data?: Uint8Array;
+        status?: { code?: number; message?: string };
+        compressor?: number;
+      }>;
+    };
     try {
       decoded = T.BatchReadBlobsResponse.decode(response) as typeof decoded;
     } catch (err) {
@@ -258,7 +274,14 @@ export class GrpcCasReader implements CasReader {
         } catch (err) {
           stream.cancel();
           settle(() =>
-            reject(new ProxyError(Code.UNAVAILABLE, 'UPSTREAM_BAD_RESPONSE', `the upstream CAS ${this.options.upstreamLabel} sent a ByteStream.Read response that does not decode`, { cause: err })),
+            reject(
+              new ProxyError(
+                Code.UNAVAILABLE,
+                'UPSTREAM_BAD_RESPONSE',
+                `the upstream CAS ${this.options.upstreamLabel} sent a ByteStream.Read response that does not decode`,
+                { cause: err },
+              ),
+            ),
           );
           return;
         }

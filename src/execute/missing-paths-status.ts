@@ -30,7 +30,8 @@ const PATHS_IN_COMMAND = 50;
 /** Store paths are safe in single quotes (STORE_PATH_RE has no quote); the URL was checked by checkCachePublicUrl. */
 function pushCommand(pushUrl: string, paths: readonly string[]): string {
   const listed = paths.slice(0, PATHS_IN_COMMAND).join(' ');
-  const more = paths.length > PATHS_IN_COMMAND ? ` (and the other ${paths.length - PATHS_IN_COMMAND} paths listed)` : '';
+  const more =
+    paths.length > PATHS_IN_COMMAND ? ` (and the other ${paths.length - PATHS_IN_COMMAND} paths listed)` : '';
   return `nix copy --to '${pushUrl}' ${listed}${more}`;
 }
 

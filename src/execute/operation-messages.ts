@@ -42,7 +42,9 @@ function metadataAny(stage: number, actionDigest: BlobDigest): AnyObject {
 
 /** done=false, stage QUEUED: what the client sees while the proxy prepares the action. */
 export function queuedOperation(name: string, actionDigest: BlobDigest): Buffer {
-  return Buffer.from(T.Operation.encode({ name, metadata: metadataAny(Stage.QUEUED, actionDigest), done: false }).finish());
+  return Buffer.from(
+    T.Operation.encode({ name, metadata: metadataAny(Stage.QUEUED, actionDigest), done: false }).finish(),
+  );
 }
 
 /**
@@ -99,8 +101,7 @@ export function operationHead(bytes: Uint8Array): { name: string; done: boolean 
         if (reader.pos + length > reader.len) return undefined;
         name = Buffer.from(reader.buf.buffer, reader.buf.byteOffset + reader.pos, length).toString('utf8');
         reader.pos += length;
-      }
-      else if (field === 3 && wire === 0) done = reader.bool();
+      } else if (field === 3 && wire === 0) done = reader.bool();
       else reader.skipType(wire);
     }
   } catch {

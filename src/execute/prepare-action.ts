@@ -7,7 +7,13 @@ import { T } from '../reapi/protos';
 import { decodeStrict } from '../reapi/strict-wire';
 import type { Metadata } from '../rpc/server-call';
 import type { ClosureEnsurer, EnsureReport } from '../store/closure-ensurer';
-import { collectActionReferences, tooManyPaths, type ActionFields, type CommandFields, type References } from './action-references';
+import {
+  collectActionReferences,
+  tooManyPaths,
+  type ActionFields,
+  type CommandFields,
+  type References,
+} from './action-references';
 import type { CasReadContext, CasReader } from './cas-reader';
 import { digestKey, toBlobDigest, type BlobDigest, type DigestLike } from './digests';
 import { byteBound, capWhere, referencesBytes } from './memo-size';
@@ -121,7 +127,8 @@ async function collectReferences(input: PrepareInput, deps: PrepareDeps, report:
     signal,
     deadline: input.deadline,
   };
-  const fetch = (digests: readonly BlobDigest[]): Promise<Map<string, Buffer>> => deps.casReader.readBlobs(ctx, digests);
+  const fetch = (digests: readonly BlobDigest[]): Promise<Map<string, Buffer>> =>
+    deps.casReader.readBlobs(ctx, digests);
   const limits = deps.limits;
 
   const started = Date.now();
@@ -195,7 +202,8 @@ async function fetchOne(
   }
   const blobs = await fetch([digest]);
   const blob = blobs.get(digestKey(digest));
-  if (blob === undefined) throw new ProxyError(Code.INTERNAL, 'CAS_READER_CONTRACT', `no data for ${what} ${digestKey(digest)}`);
+  if (blob === undefined)
+    throw new ProxyError(Code.INTERNAL, 'CAS_READER_CONTRACT', `no data for ${what} ${digestKey(digest)}`);
   return blob;
 }
 

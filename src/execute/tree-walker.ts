@@ -371,7 +371,8 @@ class Walk {
 
   private scanFile(blob: Buffer): ReadonlySet<string> {
     const found = new Set<string>();
-    if (!scanStorePaths(blob, found, this.limits.storePathsPerAction)) throw tooManyPaths(this.limits.storePathsPerAction);
+    if (!scanStorePaths(blob, found, this.limits.storePathsPerAction))
+      throw tooManyPaths(this.limits.storePathsPerAction);
     return found.size === 0 ? EMPTY : found;
   }
 

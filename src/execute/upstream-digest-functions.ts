@@ -30,7 +30,11 @@ export function announcedDigestFunctions(caps: CapabilitiesLike): number[] {
 }
 
 /** Asks the upstream for an instance name's capabilities; rejects when it cannot. */
-export type CapabilitiesFetch = (instanceName: string, metadata: Metadata, deadline: number) => Promise<CapabilitiesLike>;
+export type CapabilitiesFetch = (
+  instanceName: string,
+  metadata: Metadata,
+  deadline: number,
+) => Promise<CapabilitiesLike>;
 
 /** What the Execute path asks: the functions the upstream announced for an instance name, undefined = not known. */
 export interface DigestFunctionSource {

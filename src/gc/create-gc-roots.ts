@@ -80,7 +80,8 @@ function off(location: RootLocation): OwnedGcRoots {
 }
 
 function errText(err: unknown): string {
-  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+  const code =
+    typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
   return code ?? (err instanceof Error ? err.message : String(err));
 }
 

@@ -32,7 +32,8 @@ export interface RootTimings {
  */
 export function rootTimings(config: Pick<Config, 'rootTouchIntervalMs' | 'rootRetentionMs' | 'cache'>): RootTimings {
   const lingerMs = Math.max(MIN_LINGER_MS, config.cache.validityTtlMs);
-  const ceiling = config.rootRetentionMs > 0 ? Math.max(1_000, Math.floor(config.rootRetentionMs / 4)) : config.rootTouchIntervalMs;
+  const ceiling =
+    config.rootRetentionMs > 0 ? Math.max(1_000, Math.floor(config.rootRetentionMs / 4)) : config.rootTouchIntervalMs;
   if (config.rootTouchIntervalMs > ceiling) {
     return { touchIntervalMs: ceiling, lingerMs, touchClampedFrom: config.rootTouchIntervalMs };
   }

@@ -98,7 +98,11 @@ export class GcRoots implements PathLeases {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.track(this.refresh().catch((err: unknown) => this.o.logger.warn({ err }, 'refreshing GC-root lease failed; will retry')));
+      this.track(
+        this.refresh().catch((err: unknown) =>
+          this.o.logger.warn({ err }, 'refreshing GC-root lease failed; will retry'),
+        ),
+      );
     }, this.o.leaseRefreshMs);
     this.timer.unref();
   }
@@ -227,7 +231,8 @@ export class GcRoots implements PathLeases {
   private async announce(paths: string[]): Promise<void> {
     if (!this.o.gcSocket) return;
     const answer = await tellRunningGc(this.o.gcSocket, paths, this.o.gcSocketTimeoutMs ?? 60_000);
-    if (answer === 'told') this.o.logger.info({ paths: paths.length }, 'told the running garbage collector about new roots');
+    if (answer === 'told')
+      this.o.logger.info({ paths: paths.length }, 'told the running garbage collector about new roots');
   }
 
   private async touch(list: Held[]): Promise<void> {
@@ -241,9 +246,14 @@ export class GcRoots implements PathLeases {
       }
     }
     if (recreated.length > 0) {
-      await this.announce(recreated).catch((err: unknown) => this.o.logger.warn({ err }, 'announcing re-created roots failed'));
+      await this.announce(recreated).catch((err: unknown) =>
+        this.o.logger.warn({ err }, 'announcing re-created roots failed'),
+      );
       this.o.metrics.gcRoots({ added: recreated.length, dropped: 0 });
-      this.o.logger.warn({ recreated: recreated.length }, 'GC roots of held paths were missing and have been made again');
+      this.o.logger.warn(
+        { recreated: recreated.length },
+        'GC roots of held paths were missing and have been made again',
+      );
     }
   }
 
@@ -268,7 +278,9 @@ export class GcRoots implements PathLeases {
 
   private capHeld(): void {
     if (this.held.size <= this.o.maxHeldPaths) return;
-    const lingering = [...this.held.values()].filter((h) => h.refs === 0 && !h.entering).sort((a, b) => a.lingerUntil - b.lingerUntil);
+    const lingering = [...this.held.values()]
+      .filter((h) => h.refs === 0 && !h.entering)
+      .sort((a, b) => a.lingerUntil - b.lingerUntil);
     for (const h of lingering) {
       if (this.held.size <= this.o.maxHeldPaths) break;
       this.held.delete(h.path);

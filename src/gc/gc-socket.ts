@@ -26,7 +26,11 @@ export type GcSocketAnswer = 'no-gc-running' | 'told';
  * Registers `paths` with the GC running on the store, if any. Rejects
  * UNAVAILABLE when a running GC does not acknowledge them within `timeoutMs`.
  */
-export function tellRunningGc(socketPath: string, paths: readonly string[], timeoutMs: number): Promise<GcSocketAnswer> {
+export function tellRunningGc(
+  socketPath: string,
+  paths: readonly string[],
+  timeoutMs: number,
+): Promise<GcSocketAnswer> {
   if (paths.length === 0) return Promise.resolve('no-gc-running');
   return new Promise((resolve, reject) => {
     const socket = connect({ path: socketPath });
@@ -66,9 +70,14 @@ export function tellRunningGc(socketPath: string, paths: readonly string[], time
       else if (connected && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) finish('told');
       else
         finish(
-          new ProxyError(Code.UNAVAILABLE, GC_REASONS.ROOTS_UNAVAILABLE, `telling the running garbage collector about new roots failed (${err.code ?? err.message}) at ${socketPath}`, {
-            cause: err,
-          }),
+          new ProxyError(
+            Code.UNAVAILABLE,
+            GC_REASONS.ROOTS_UNAVAILABLE,
+            `telling the running garbage collector about new roots failed (${err.code ?? err.message}) at ${socketPath}`,
+            {
+              cause: err,
+            },
+          ),
         );
     });
     socket.on('close', () => {

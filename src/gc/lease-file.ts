@@ -41,9 +41,12 @@ export function decodeLease(text: string): DecodedLease {
   }
   if (raw === null || typeof raw !== 'object') return { ok: false, problem: 'is not a JSON object' };
   const o = raw as Record<string, unknown>;
-  if (o.format !== LEASE_FORMAT) return { ok: false, problem: `has format ${JSON.stringify(o.format)}, not ${LEASE_FORMAT}` };
-  if (typeof o.replica !== 'string' || !REPLICA_ID_RE.test(o.replica)) return { ok: false, problem: 'has no valid replica id' };
-  if (typeof o.writtenAtMs !== 'number' || !Number.isFinite(o.writtenAtMs)) return { ok: false, problem: 'has no writtenAtMs' };
+  if (o.format !== LEASE_FORMAT)
+    return { ok: false, problem: `has format ${JSON.stringify(o.format)}, not ${LEASE_FORMAT}` };
+  if (typeof o.replica !== 'string' || !REPLICA_ID_RE.test(o.replica))
+    return { ok: false, problem: 'has no valid replica id' };
+  if (typeof o.writtenAtMs !== 'number' || !Number.isFinite(o.writtenAtMs))
+    return { ok: false, problem: 'has no writtenAtMs' };
   if (typeof o.ttlMs !== 'number' || !(o.ttlMs > 0)) return { ok: false, problem: 'has no positive ttlMs' };
   if (!Array.isArray(o.paths)) return { ok: false, problem: 'has no paths array' };
   const paths: string[] = [];
@@ -83,7 +86,11 @@ export function leaseFileName(replica: string): string {
 
 /** Makes a safe replica id from a host name, pid and random suffix. */
 export function replicaId(host: string, pid: number, random: string): string {
-  const cleanHost = host.replace(/[^A-Za-z0-9.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || 'host';
+  const cleanHost =
+    host
+      .replace(/[^A-Za-z0-9.-]/g, '_')
+      .replace(/^[^A-Za-z0-9]+/, '')
+      .slice(0, 64) || 'host';
   const cleanRandom = random.replace(/[^A-Za-z0-9]/g, '').slice(0, 16);
   return `${cleanHost}-${pid}-${cleanRandom}`;
 }

@@ -86,7 +86,10 @@ export function planPrune(input: PlanInput): PrunePlan {
   let rootedBytesAfter: number;
 
   if (input.budgetBytes === undefined) {
-    rootedBytesAfter = unionNarBytes(remaining.filter((r) => valid.has(r.path)).map((r) => r.path), info);
+    rootedBytesAfter = unionNarBytes(
+      remaining.filter((r) => valid.has(r.path)).map((r) => r.path),
+      info,
+    );
   } else {
     const budget = input.budgetBytes;
     const union = new ClosureUnion(info);

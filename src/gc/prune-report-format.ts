@@ -50,10 +50,14 @@ export function formatPruneReport(report: PruneReport, nowMs: number): string {
   const byReason = [...counts].map(([r, n]) => `${REASON_TEXT[r]}: ${n}`).join(', ');
   lines.push(`${verb} ${report.dropped.length} of ${report.rootsBefore} roots${byReason ? ` (${byReason})` : ''}`);
   for (const d of report.dropped) {
-    lines.push(`  ${d.path}  last used ${new Date(d.lastUsedMs).toISOString()} (${age(nowMs - d.lastUsedMs)} ago)  ${REASON_TEXT[d.reason]}`);
+    lines.push(
+      `  ${d.path}  last used ${new Date(d.lastUsedMs).toISOString()} (${age(nowMs - d.lastUsedMs)} ago)  ${REASON_TEXT[d.reason]}`,
+    );
   }
   for (const s of report.spared) {
-    lines.push(`  kept ${s.path}: ${s.why === 'leased' ? 'a running action took it during the prune' : 'used during the prune'}`);
+    lines.push(
+      `  kept ${s.path}: ${s.why === 'leased' ? 'a running action took it during the prune' : 'used during the prune'}`,
+    );
   }
   for (const p of report.restored) lines.push(`  re-rooted ${p}: a running action took it during the prune`);
   lines.push(
@@ -65,10 +69,14 @@ export function formatPruneReport(report: PruneReport, nowMs: number): string {
     `rooted closure size: ${humanBytes(report.rootedBytesBefore)} before, ${humanBytes(report.rootedBytesAfter)} ${report.dryRun ? 'after (would be)' : 'after'}`,
   );
   if (report.overBudgetBytes > 0) {
-    lines.push(`over budget by ${humanBytes(report.overBudgetBytes)}: closures that running actions use are never dropped`);
+    lines.push(
+      `over budget by ${humanBytes(report.overBudgetBytes)}: closures that running actions use are never dropped`,
+    );
   }
   if (report.gc) {
-    lines.push(`garbage collection: ${report.gc.pathsDeleted} store paths deleted, ${humanBytes(report.gc.bytesFreed)} freed (as reported by Nix)`);
+    lines.push(
+      `garbage collection: ${report.gc.pathsDeleted} store paths deleted, ${humanBytes(report.gc.bytesFreed)} freed (as reported by Nix)`,
+    );
   }
   return lines.join('\n') + '\n';
 }

@@ -116,7 +116,10 @@ export async function pruneRoots(ctx: PruneContext, req: PruneRequest): Promise<
   const log = ctx.logger.child({ rootsDir: ctx.rootsDir, dryRun: req.dryRun });
   const listing = await listRoots(ctx.fs, ctx.rootsDir, ctx.maxRoots ?? DEFAULT_MAX_ROOTS);
   const first = await leasedNow(ctx);
-  log.info({ roots: listing.roots.length, leased: first.leased.size, liveLeases: first.reading.live.length }, 'prune: roots listed');
+  log.info(
+    { roots: listing.roots.length, leased: first.leased.size, liveLeases: first.reading.live.length },
+    'prune: roots listed',
+  );
   const { valid, info } = await queryRootClosures(
     { store: ctx.store, runner: ctx.runner, logger: log, exists: ctx.exists },
     listing.roots.map((r) => r.path),
@@ -168,7 +171,10 @@ export async function pruneRoots(ctx: PruneContext, req: PruneRequest): Promise<
   const rootedBytesAfter =
     req.dryRun || (spared.length === 0 && restored.length === 0)
       ? plan.rootedBytesAfter
-      : unionNarBytes(listing.roots.filter((r) => valid.has(r.path) && !gone.has(r.path)).map((r) => r.path), info);
+      : unionNarBytes(
+          listing.roots.filter((r) => valid.has(r.path) && !gone.has(r.path)).map((r) => r.path),
+          info,
+        );
   const report: PruneReport = {
     store: ctx.store.url,
     rootsDir: ctx.rootsDir,

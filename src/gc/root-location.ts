@@ -68,7 +68,8 @@ export function rootLocation(store: StoreUrl, override?: string): RootLocation {
     const dir = override.length > 1 ? override.replace(/\/+$/, '') : override;
     return { on: true, dir, mustExist: parentOf(dir), basis: 'gcRootsDir setting' };
   }
-  const mountHint = 'mount the store host\'s gcroots directory (e.g. /nix/var/nix/gcroots/nix-reapi-proxy) on this host and set gcRootsDir to it';
+  const mountHint =
+    "mount the store host's gcroots directory (e.g. /nix/var/nix/gcroots/nix-reapi-proxy) on this host and set gcRootsDir to it";
   switch (store.kind) {
     case 'chroot':
       return underState(join(store.localDir!, 'nix/var/nix'), `chroot store ${store.url}`, store.localDir!);
@@ -79,8 +80,16 @@ export function rootLocation(store: StoreUrl, override?: string): RootLocation {
       return underState(DEFAULT_STATE_DIR, "this host's store", DEFAULT_STATE_DIR);
     }
     case 'daemon':
-      if (store.url === 'daemon' || store.url.startsWith('daemon?') || store.url === `unix://${DEFAULT_DAEMON_SOCKET}`) {
-        return underState(DEFAULT_STATE_DIR, "the local nix-daemon's store (default state directory)", DEFAULT_STATE_DIR);
+      if (
+        store.url === 'daemon' ||
+        store.url.startsWith('daemon?') ||
+        store.url === `unix://${DEFAULT_DAEMON_SOCKET}`
+      ) {
+        return underState(
+          DEFAULT_STATE_DIR,
+          "the local nix-daemon's store (default state directory)",
+          DEFAULT_STATE_DIR,
+        );
       }
       return {
         on: false,

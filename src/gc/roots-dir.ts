@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { ProxyError } from '../errors';
 import { Code } from '../reapi/grpc-status';
 import { Semaphore } from '../util/semaphore';
-import { decodeLease, encodeLease, leaseFileName, leaseIsLive, LEASE_SUFFIX, MAX_LEASE_TTL_MS, type LeaseRecord } from './lease-file';
+import {
+  decodeLease,
+  encodeLease,
+  leaseFileName,
+  leaseIsLive,
+  LEASE_SUFFIX,
+  MAX_LEASE_TTL_MS,
+  type LeaseRecord,
+} from './lease-file';
 import { isOwnRoot, LEASES_SUBDIR, rootFileName, storePathOfEntry } from './root-entries';
 import { errorCode, type RootFs } from './root-fs';
 import type { RootRecord } from './prune-plan';
@@ -141,7 +149,12 @@ export type DropResult = 'dropped' | 'gone' | 'used-meanwhile';
  * Unlinks the root of `storePath` unless it was used after `listedLastUsedMs`
  * (a replica touched it since the prune listed it).
  */
-export async function dropRoot(fs: RootFs, rootsDir: string, storePath: string, listedLastUsedMs: number): Promise<DropResult> {
+export async function dropRoot(
+  fs: RootFs,
+  rootsDir: string,
+  storePath: string,
+  listedLastUsedMs: number,
+): Promise<DropResult> {
   const file = join(rootsDir, rootFileName(storePath));
   try {
     const st = await fs.lstat(file);
@@ -256,9 +269,14 @@ export async function readLeases(fs: RootFs, rootsDir: string, nowMs: number): P
         reading.stale.push({ file, ageMs: Number.NaN });
         continue;
       }
-      throw new ProxyError(Code.UNAVAILABLE, GC_REASONS.LEASE_UNREADABLE, `cannot read lease ${file} (${errorCode(err) ?? 'error'}); fix or remove it`, {
-        cause: err,
-      });
+      throw new ProxyError(
+        Code.UNAVAILABLE,
+        GC_REASONS.LEASE_UNREADABLE,
+        `cannot read lease ${file} (${errorCode(err) ?? 'error'}); fix or remove it`,
+        {
+          cause: err,
+        },
+      );
     }
     const decoded = decodeLease(text);
     if (!decoded.ok) {
@@ -314,6 +332,7 @@ export async function removeLease(fs: RootFs, rootsDir: string, replica: string)
   try {
     await fs.unlink(join(leasesDirOf(rootsDir), leaseFileName(replica)));
   } catch (err) {
-    if (errorCode(err) !== 'ENOENT') throw fsError('removing lease', join(leasesDirOf(rootsDir), leaseFileName(replica)), err);
+    if (errorCode(err) !== 'ENOENT')
+      throw fsError('removing lease', join(leasesDirOf(rootsDir), leaseFileName(replica)), err);
   }
 }

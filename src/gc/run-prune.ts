@@ -39,7 +39,8 @@ export interface PruneOptions {
 export async function runPrune(options: PruneOptions, logger: Logger): Promise<PruneReport> {
   const { config } = options;
   const store = config.sharedStore;
-  if (!store) throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'prune needs sharedStore; set --shared-store');
+  if (!store)
+    throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.CONFIG_INVALID, 'prune needs sharedStore; set --shared-store');
   const location = rootLocation(store, config.gcRootsDir);
   if (!location.on) {
     throw new ProxyError(Code.FAILED_PRECONDITION, GC_REASONS.ROOTS_OFF, `no GC roots to prune: ${location.why}`);
@@ -63,7 +64,16 @@ export async function runPrune(options: PruneOptions, logger: Logger): Promise<P
   const signal = options.signal ?? new AbortController().signal;
   const log = logger.child({ component: 'prune' });
   const report = await pruneRoots(
-    { rootsDir: location.dir, store, runner, fs, now, logger: log, exists: options.exists, gcSocket: location.gcSocket },
+    {
+      rootsDir: location.dir,
+      store,
+      runner,
+      fs,
+      now,
+      logger: log,
+      exists: options.exists,
+      gcSocket: location.gcSocket,
+    },
     {
       unusedForMs: options.unusedForMs,
       budgetBytes: config.rootedSizeBudgetBytes,
@@ -73,8 +83,12 @@ export async function runPrune(options: PruneOptions, logger: Logger): Promise<P
     },
   );
   if (options.gc && !options.dryRun) {
-    log.info({ store: store.url }, 'running the shared store\'s garbage collector');
-    report.gc = await collectGarbage({ store, runner, logger: log, exists: options.exists }, signal, config.progressIntervalMs);
+    log.info({ store: store.url }, "running the shared store's garbage collector");
+    report.gc = await collectGarbage(
+      { store, runner, logger: log, exists: options.exists },
+      signal,
+      config.progressIntervalMs,
+    );
   }
   return report;
 }

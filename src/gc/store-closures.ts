@@ -46,7 +46,11 @@ function storeError(store: StoreUrl, what: string, outcome: NixOutcome): ProxyEr
   );
 }
 
-async function validSubset(ctx: StoreQueryContext, paths: readonly string[], signal: AbortSignal): Promise<Set<string>> {
+async function validSubset(
+  ctx: StoreQueryContext,
+  paths: readonly string[],
+  signal: AbortSignal,
+): Promise<Set<string>> {
   if (paths.length === 0) return new Set();
   const outcomes = await runOverPaths(
     ctx.runner,
@@ -60,7 +64,11 @@ async function validSubset(ctx: StoreQueryContext, paths: readonly string[], sig
   return new Set(paths.filter((p) => !invalid.has(p)));
 }
 
-async function pathInfo(ctx: StoreQueryContext, roots: readonly string[], signal: AbortSignal): Promise<PathInfoMap | NixOutcome> {
+async function pathInfo(
+  ctx: StoreQueryContext,
+  roots: readonly string[],
+  signal: AbortSignal,
+): Promise<PathInfoMap | NixOutcome> {
   const info: PathInfoMap = new Map();
   for (const chunk of chunkArgs(roots, 128 * 1024, PATH_INFO_CHUNK)) {
     const outcome = await ctx.runner.run(
@@ -95,14 +103,23 @@ export async function queryRootClosures(
     const info = await pathInfo(ctx, [...valid], signal);
     if (info instanceof Map) {
       ctx.logger.info(
-        { store: ctx.store.url, roots: roots.length, valid: valid.size, closurePaths: info.size, ms: Date.now() - started },
+        {
+          store: ctx.store.url,
+          roots: roots.length,
+          valid: valid.size,
+          closurePaths: info.size,
+          ms: Date.now() - started,
+        },
         'read sizes of rooted closures',
       );
       return { valid, info };
     }
     // A path became invalid between the two queries (a GC ran): ask again once.
     if (attempt >= 2) throw storeError(ctx.store, 'reading sizes of rooted closures (nix path-info)', info);
-    ctx.logger.info({ store: ctx.store.url, why: nixErrorSummary(info.stderr) }, 'rooted path vanished while reading sizes; asking again');
+    ctx.logger.info(
+      { store: ctx.store.url, why: nixErrorSummary(info.stderr) },
+      'rooted path vanished while reading sizes; asking again',
+    );
   }
 }
 
@@ -116,7 +133,10 @@ export async function collectGarbage(
   let deleted = 0;
   const started = Date.now();
   const timer = setInterval(() => {
-    ctx.logger.info({ store: ctx.store.url, deleted, elapsedMs: Date.now() - started }, 'garbage collection still running');
+    ctx.logger.info(
+      { store: ctx.store.url, deleted, elapsedMs: Date.now() - started },
+      'garbage collection still running',
+    );
   }, progressIntervalMs);
   timer.unref();
   let outcome: NixOutcome;

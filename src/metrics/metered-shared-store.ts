@@ -23,7 +23,12 @@ export class MeteredSharedStore implements SharedStore {
     const started = this.now();
     try {
       const invalid = await this.inner.findInvalid(paths, signal);
-      this.metrics.validityChecked({ paths: paths.length, invalid: invalid.length, durationMs: this.now() - started, ok: true });
+      this.metrics.validityChecked({
+        paths: paths.length,
+        invalid: invalid.length,
+        durationMs: this.now() - started,
+        ok: true,
+      });
       return invalid;
     } catch (err) {
       this.metrics.validityChecked({ paths: paths.length, invalid: 0, durationMs: this.now() - started, ok: false });
@@ -36,7 +41,12 @@ export class MeteredSharedStore implements SharedStore {
     this.metrics.realisationStarted();
     try {
       await this.inner.copyFrom(source, paths, signal);
-      this.metrics.realisationFinished({ ok: true, durationMs: this.now() - started, paths: new Set(paths).size, bytes: 0 });
+      this.metrics.realisationFinished({
+        ok: true,
+        durationMs: this.now() - started,
+        paths: new Set(paths).size,
+        bytes: 0,
+      });
     } catch (err) {
       this.metrics.realisationFinished({ ok: false, durationMs: this.now() - started, paths: 0, bytes: 0 });
       throw err;

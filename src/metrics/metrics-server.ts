@@ -50,7 +50,12 @@ export async function startMetricsServer(
   };
 }
 
-async function answer(req: IncomingMessage, res: ServerResponse, source: ExpositionSource, logger: Logger): Promise<void> {
+async function answer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  source: ExpositionSource,
+  logger: Logger,
+): Promise<void> {
   const path = (req.url ?? '').split('?')[0];
   if (path !== '/metrics') {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: metrics are at /metrics\n');
@@ -66,6 +71,8 @@ async function answer(req: IncomingMessage, res: ServerResponse, source: Exposit
     res.end(req.method === 'HEAD' ? undefined : body);
   } catch (err) {
     logger.error({ err }, 'collecting metrics failed');
-    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('collecting metrics failed; see the proxy log\n');
+    res
+      .writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
+      .end('collecting metrics failed; see the proxy log\n');
   }
 }

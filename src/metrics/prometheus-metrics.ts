@@ -38,7 +38,11 @@ export class PrometheusMetrics implements Metrics, CallObserver {
   readonly registry = new Registry();
   private readonly reasons = new Set<string>();
 
-  private readonly calls = this.counter('calls_total', 'Finished gRPC calls by service, method and status code.', ['service', 'method', 'code']);
+  private readonly calls = this.counter('calls_total', 'Finished gRPC calls by service, method and status code.', [
+    'service',
+    'method',
+    'code',
+  ]);
   private readonly callSeconds = new Histogram({
     name: `${METRIC_PREFIX}call_duration_seconds`,
     help: 'Time from a call arriving to its status being sent, by service and method.',
@@ -47,8 +51,16 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     registers: [this.registry],
   });
 
-  private readonly prepared = this.counter('execute_prepared_total', 'Executes whose store paths were made valid before forwarding.', []);
-  private readonly prepareFailed = this.counter('execute_prepare_failures_total', 'Executes whose preparation failed, by reason.', ['reason']);
+  private readonly prepared = this.counter(
+    'execute_prepared_total',
+    'Executes whose store paths were made valid before forwarding.',
+    [],
+  );
+  private readonly prepareFailed = this.counter(
+    'execute_prepare_failures_total',
+    'Executes whose preparation failed, by reason.',
+    ['reason'],
+  );
   private readonly prepareSeconds = new Histogram({
     name: `${METRIC_PREFIX}execute_prepare_duration_seconds`,
     help: 'Time spent per Execute in each preparation step (read, check, realise, visible, total).',
@@ -62,15 +74,42 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     buckets: REFERENCE_BUCKETS,
     registers: [this.registry],
   });
-  private readonly references = this.counter('execute_references_total', 'Store paths referenced by prepared Executes (distinct per Execute).', []);
-  private readonly missing = this.counter('execute_missing_paths_total', 'Referenced store paths found invalid on the shared store.', []);
-  private readonly realisedForExecute = this.counter('execute_realised_paths_total', 'Store paths made valid for prepared Executes.', []);
+  private readonly references = this.counter(
+    'execute_references_total',
+    'Store paths referenced by prepared Executes (distinct per Execute).',
+    [],
+  );
+  private readonly missing = this.counter(
+    'execute_missing_paths_total',
+    'Referenced store paths found invalid on the shared store.',
+    [],
+  );
+  private readonly realisedForExecute = this.counter(
+    'execute_realised_paths_total',
+    'Store paths made valid for prepared Executes.',
+    [],
+  );
 
-  private readonly cache = this.counter('cache_lookups_total', 'Cache lookups by cache and result (hit, miss).', ['cache', 'result']);
+  private readonly cache = this.counter('cache_lookups_total', 'Cache lookups by cache and result (hit, miss).', [
+    'cache',
+    'result',
+  ]);
 
-  private readonly validityChecks = this.counter('validity_checks_total', 'Queries of the shared store for path validity, by outcome.', ['outcome']);
-  private readonly validityPaths = this.counter('validity_checked_paths_total', 'Store paths whose validity was asked of the shared store.', []);
-  private readonly validityInvalid = this.counter('validity_invalid_paths_total', 'Store paths the shared store reported invalid.', []);
+  private readonly validityChecks = this.counter(
+    'validity_checks_total',
+    'Queries of the shared store for path validity, by outcome.',
+    ['outcome'],
+  );
+  private readonly validityPaths = this.counter(
+    'validity_checked_paths_total',
+    'Store paths whose validity was asked of the shared store.',
+    [],
+  );
+  private readonly validityInvalid = this.counter(
+    'validity_invalid_paths_total',
+    'Store paths the shared store reported invalid.',
+    [],
+  );
   private readonly validitySeconds = new Histogram({
     name: `${METRIC_PREFIX}validity_check_duration_seconds`,
     help: 'Duration of one validity query of the shared store.',
@@ -78,7 +117,11 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     registers: [this.registry],
   });
 
-  private readonly realisationsStarted = this.counter('realisations_started_total', 'Realisations (Nix processes writing into the shared store) started.', []);
+  private readonly realisationsStarted = this.counter(
+    'realisations_started_total',
+    'Realisations (Nix processes writing into the shared store) started.',
+    [],
+  );
   private readonly realisationsFailed = this.counter('realisations_failed_total', 'Realisations that failed.', []);
   private readonly realisationsInFlight = new Gauge({
     name: `${METRIC_PREFIX}realisations_in_flight`,
@@ -92,9 +135,21 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     buckets: NIX_BUCKETS,
     registers: [this.registry],
   });
-  private readonly realisedPaths = this.counter('realised_paths_total', 'Store paths made valid on the shared store by realisations.', []);
-  private readonly realisedBytes = this.counter('realised_bytes_total', 'NAR bytes made valid on the shared store by realisations.', []);
-  private readonly joins = this.counter('single_flight_joins_total', "Store paths a caller waited for on another caller's realisation instead of realising again.", []);
+  private readonly realisedPaths = this.counter(
+    'realised_paths_total',
+    'Store paths made valid on the shared store by realisations.',
+    [],
+  );
+  private readonly realisedBytes = this.counter(
+    'realised_bytes_total',
+    'NAR bytes made valid on the shared store by realisations.',
+    [],
+  );
+  private readonly joins = this.counter(
+    'single_flight_joins_total',
+    "Store paths a caller waited for on another caller's realisation instead of realising again.",
+    [],
+  );
 
   private readonly rootsAdded = this.counter('gc_roots_added_total', 'GC roots added on the shared store.', []);
   private readonly rootsDropped = this.counter('gc_roots_dropped_total', 'GC roots dropped from the shared store.', []);
@@ -109,7 +164,11 @@ export class PrometheusMetrics implements Metrics, CallObserver {
     help: 'Whether GC roots protect the store paths the proxy copies into the shared store: 1 on, 0 off (or no shared store). Off means a GC on the store server deletes them.',
     registers: [this.registry],
   });
-  private readonly roots = new Gauge({ name: `${METRIC_PREFIX}gc_roots`, help: 'GC roots the proxy holds on the shared store.', registers: [this.registry] });
+  private readonly roots = new Gauge({
+    name: `${METRIC_PREFIX}gc_roots`,
+    help: 'GC roots the proxy holds on the shared store.',
+    registers: [this.registry],
+  });
   private readonly rootedBytes = new Gauge({
     name: `${METRIC_PREFIX}gc_rooted_bytes`,
     help: 'NAR bytes of the closures the proxy keeps rooted.',

@@ -35,7 +35,12 @@ export interface ForwardOptions {
  * (A callback, not a promise: this runs for every call, and the promise and
  * its reaction job showed up in profiles.)
  */
-export function forwardCall(call: IncomingCall, pool: UpstreamPool, options: ForwardOptions, onDone: (code: number) => void): void {
+export function forwardCall(
+  call: IncomingCall,
+  pool: UpstreamPool,
+  options: ForwardOptions,
+  onDone: (code: number) => void,
+): void {
   const { stream } = call;
   let settled = false;
   let cancelDeadline: (() => void) | undefined;

@@ -7,7 +7,15 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
  * forbids between hops.
  */
 /** The fields that belong to one connection, never forwarded (RFC 9113 8.2.2, plus host and http2-settings). */
-export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'http2-settings',
+]);
 
 /** Builds a header object from node's flat rawHeaders list, keeping repeated names as arrays. */
 export function headersFromRaw(raw: readonly string[]): Record<string, string | string[]> {
@@ -57,12 +65,18 @@ export function parseGrpcTimeout(value: string | string[] | undefined): number |
   if (!m) return undefined;
   const n = Number(m[1]);
   switch (m[2]) {
-    case 'H': return n * 3_600_000;
-    case 'M': return n * 60_000;
-    case 'S': return n * 1000;
-    case 'm': return n;
-    case 'u': return n / 1000;
-    default: return n / 1_000_000;
+    case 'H':
+      return n * 3_600_000;
+    case 'M':
+      return n * 60_000;
+    case 'S':
+      return n * 1000;
+    case 'm':
+      return n;
+    case 'u':
+      return n / 1000;
+    default:
+      return n / 1_000_000;
   }
 }
 

@@ -46,7 +46,10 @@ export class Http2UpstreamCaller implements UpstreamCaller {
             frames = decoder.push(chunk);
           } catch (err) {
             exchange.cancel();
-            call.end({ code: Code.RESOURCE_EXHAUSTED, message: `upstream response too large: ${(err as Error).message}` });
+            call.end({
+              code: Code.RESOURCE_EXHAUSTED,
+              message: `upstream response too large: ${(err as Error).message}`,
+            });
             finish(Code.RESOURCE_EXHAUSTED);
             return true;
           }
@@ -60,7 +63,10 @@ export class Http2UpstreamCaller implements UpstreamCaller {
             }
           });
           // Pause the upstream until the client has taken these messages.
-          chain.then(() => exchange.resume(), () => exchange.resume());
+          chain.then(
+            () => exchange.resume(),
+            () => exchange.resume(),
+          );
           return false;
         },
         end(trailers: HeaderMap) {
@@ -81,10 +87,14 @@ export class Http2UpstreamCaller implements UpstreamCaller {
         finish(Code.CANCELLED);
         return;
       }
-      call.signal.addEventListener('abort', () => {
-        exchange.cancel();
-        finish(Code.CANCELLED);
-      }, { once: true });
+      call.signal.addEventListener(
+        'abort',
+        () => {
+          exchange.cancel();
+          finish(Code.CANCELLED);
+        },
+        { once: true },
+      );
       exchange.write(requestFrame);
       exchange.end();
     });

@@ -15,12 +15,7 @@ import type { ServerCall } from '../rpc/server-call';
  * resolves once `call` has ended.
  */
 export interface UpstreamCaller {
-  relay(
-    call: ServerCall,
-    path: string,
-    requestFrame: Buffer,
-    options?: RelayOptions,
-  ): Promise<RelayOutcome>;
+  relay(call: ServerCall, path: string, requestFrame: Buffer, options?: RelayOptions): Promise<RelayOutcome>;
 }
 
 export interface RelayOptions {

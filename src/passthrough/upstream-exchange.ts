@@ -18,8 +18,13 @@ export interface ExchangeHandlers {
   fail(code: number, message: string): void;
 }
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INADEQUATE_SECURITY, NGHTTP2_NO_ERROR } =
-  http2.constants;
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_INADEQUATE_SECURITY,
+  NGHTTP2_NO_ERROR,
+} = http2.constants;
 
 /**
  * One call to the upstream over a pooled HTTP/2 connection, reduced to the
@@ -79,9 +84,15 @@ export class UpstreamExchange {
     stream.on('error', (err) => {
       if (this.cancelled) return;
       if (!pool.wasConnected(session)) {
-        this.failOnce(Code.UNAVAILABLE, `upstream ${target.url} unreachable: ${describe(rootCause(err))}; check that it is running and that --upstream is right`);
+        this.failOnce(
+          Code.UNAVAILABLE,
+          `upstream ${target.url} unreachable: ${describe(rootCause(err))}; check that it is running and that --upstream is right`,
+        );
       } else {
-        this.failOnce(Code.UNAVAILABLE, `upstream ${target.url} connection lost: ${describe(rootCause(err))}; the call may be retried`);
+        this.failOnce(
+          Code.UNAVAILABLE,
+          `upstream ${target.url} connection lost: ${describe(rootCause(err))}; the call may be retried`,
+        );
       }
     });
     stream.on('close', () => {

@@ -80,8 +80,7 @@ export class UpstreamPool {
       connectOptions.servername = options.tls?.serverName ?? (isIp(target.host) ? '' : target.host);
       if (options.tls?.serverName) {
         const expected = options.tls.serverName;
-        connectOptions.checkServerIdentity = (_host, cert) =>
-          checkServerIdentity(expected, cert);
+        connectOptions.checkServerIdentity = (_host, cert) => checkServerIdentity(expected, cert);
       }
     }
     const session = http2.connect(target.origin, connectOptions);
@@ -91,7 +90,9 @@ export class UpstreamPool {
     };
     const connectTimer = setTimeout(() => {
       log.warn({ timeoutMs: options.connectTimeoutMs }, 'upstream connection attempt timed out');
-      session.destroy(Object.assign(new Error(`connect timed out after ${options.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      session.destroy(
+        Object.assign(new Error(`connect timed out after ${options.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }),
+      );
     }, options.connectTimeoutMs);
     connectTimer.unref();
     let pinger: NodeJS.Timeout | undefined;
@@ -106,7 +107,10 @@ export class UpstreamPool {
       }
     });
     session.on('error', (err) => {
-      log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'upstream connection error');
+      log.warn(
+        { err: { message: err.message, code: (err as NodeJS.ErrnoException).code } },
+        'upstream connection error',
+      );
     });
     session.on('goaway', (code) => {
       log.info({ code }, 'upstream sent GOAWAY; new calls use a new connection');
@@ -126,7 +130,10 @@ export class UpstreamPool {
   private ping(session: ClientHttp2Session, log: Logger): void {
     if (session.closed || session.destroyed) return;
     const timer = setTimeout(() => {
-      log.warn({ timeoutMs: this.options.keepaliveTimeoutMs }, 'upstream keepalive PING unanswered; dropping connection');
+      log.warn(
+        { timeoutMs: this.options.keepaliveTimeoutMs },
+        'upstream keepalive PING unanswered; dropping connection',
+      );
       session.destroy(Object.assign(new Error('keepalive timeout'), { code: 'ETIMEDOUT' }));
     }, this.options.keepaliveTimeoutMs);
     timer.unref();

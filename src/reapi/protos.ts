@@ -62,29 +62,75 @@ const V2 = 'build.bazel.remote.execution.v2';
 
 /** Message types the proxy decodes or builds, by short name. */
 export const T = {
-  get Digest() { return messageType(`${V2}.Digest`); },
-  get Action() { return messageType(`${V2}.Action`); },
-  get Command() { return messageType(`${V2}.Command`); },
-  get Directory() { return messageType(`${V2}.Directory`); },
-  get ExecuteRequest() { return messageType(`${V2}.ExecuteRequest`); },
-  get ExecuteResponse() { return messageType(`${V2}.ExecuteResponse`); },
-  get ExecuteOperationMetadata() { return messageType(`${V2}.ExecuteOperationMetadata`); },
-  get WaitExecutionRequest() { return messageType(`${V2}.WaitExecutionRequest`); },
-  get BatchReadBlobsRequest() { return messageType(`${V2}.BatchReadBlobsRequest`); },
-  get BatchReadBlobsResponse() { return messageType(`${V2}.BatchReadBlobsResponse`); },
-  get GetTreeRequest() { return messageType(`${V2}.GetTreeRequest`); },
-  get GetTreeResponse() { return messageType(`${V2}.GetTreeResponse`); },
-  get GetCapabilitiesRequest() { return messageType(`${V2}.GetCapabilitiesRequest`); },
-  get ServerCapabilities() { return messageType(`${V2}.ServerCapabilities`); },
-  get Operation() { return messageType('google.longrunning.Operation'); },
-  get Any() { return messageType('google.protobuf.Any'); },
-  get Status() { return messageType('google.rpc.Status'); },
-  get PreconditionFailure() { return messageType('google.rpc.PreconditionFailure'); },
-  get RetryInfo() { return messageType('google.rpc.RetryInfo'); },
-  get ReadRequest() { return messageType('google.bytestream.ReadRequest'); },
-  get ReadResponse() { return messageType('google.bytestream.ReadResponse'); },
-  get HealthCheckRequest() { return messageType('grpc.health.v1.HealthCheckRequest'); },
-  get HealthCheckResponse() { return messageType('grpc.health.v1.HealthCheckResponse'); },
+  get Digest() {
+    return messageType(`${V2}.Digest`);
+  },
+  get Action() {
+    return messageType(`${V2}.Action`);
+  },
+  get Command() {
+    return messageType(`${V2}.Command`);
+  },
+  get Directory() {
+    return messageType(`${V2}.Directory`);
+  },
+  get ExecuteRequest() {
+    return messageType(`${V2}.ExecuteRequest`);
+  },
+  get ExecuteResponse() {
+    return messageType(`${V2}.ExecuteResponse`);
+  },
+  get ExecuteOperationMetadata() {
+    return messageType(`${V2}.ExecuteOperationMetadata`);
+  },
+  get WaitExecutionRequest() {
+    return messageType(`${V2}.WaitExecutionRequest`);
+  },
+  get BatchReadBlobsRequest() {
+    return messageType(`${V2}.BatchReadBlobsRequest`);
+  },
+  get BatchReadBlobsResponse() {
+    return messageType(`${V2}.BatchReadBlobsResponse`);
+  },
+  get GetTreeRequest() {
+    return messageType(`${V2}.GetTreeRequest`);
+  },
+  get GetTreeResponse() {
+    return messageType(`${V2}.GetTreeResponse`);
+  },
+  get GetCapabilitiesRequest() {
+    return messageType(`${V2}.GetCapabilitiesRequest`);
+  },
+  get ServerCapabilities() {
+    return messageType(`${V2}.ServerCapabilities`);
+  },
+  get Operation() {
+    return messageType('google.longrunning.Operation');
+  },
+  get Any() {
+    return messageType('google.protobuf.Any');
+  },
+  get Status() {
+    return messageType('google.rpc.Status');
+  },
+  get PreconditionFailure() {
+    return messageType('google.rpc.PreconditionFailure');
+  },
+  get RetryInfo() {
+    return messageType('google.rpc.RetryInfo');
+  },
+  get ReadRequest() {
+    return messageType('google.bytestream.ReadRequest');
+  },
+  get ReadResponse() {
+    return messageType('google.bytestream.ReadResponse');
+  },
+  get HealthCheckRequest() {
+    return messageType('grpc.health.v1.HealthCheckRequest');
+  },
+  get HealthCheckResponse() {
+    return messageType('grpc.health.v1.HealthCheckResponse');
+  },
 };
 
 export const TYPE_URL_PREFIX = 'type.googleapis.com/';

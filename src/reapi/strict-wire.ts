@@ -29,7 +29,11 @@ const I32_TYPES = new Set(['fixed32', 'sfixed32', 'float']);
 class WireProblem extends Error {}
 
 /** Returns what is wrong with `bytes` as a `type` message, or undefined when a strict decoder would accept it. */
-export function wireFormProblem(type: protobuf.Type, bytes: Uint8Array, maxDepth = DEFAULT_MAX_DEPTH): string | undefined {
+export function wireFormProblem(
+  type: protobuf.Type,
+  bytes: Uint8Array,
+  maxDepth = DEFAULT_MAX_DEPTH,
+): string | undefined {
   try {
     check(type, bytes, 0, bytes.length, maxDepth, type.name);
     return undefined;
@@ -46,7 +50,14 @@ export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, maxDepth = 
   return type.decode(bytes);
 }
 
-function check(type: protobuf.Type, buf: Uint8Array, start: number, end: number, depthLeft: number, where: string): void {
+function check(
+  type: protobuf.Type,
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  depthLeft: number,
+  where: string,
+): void {
   let pos = start;
   while (pos < end) {
     const tagAt = pos;
@@ -54,7 +65,8 @@ function check(type: protobuf.Type, buf: Uint8Array, start: number, end: number,
     pos = tag.next;
     const number = Math.floor(tag.value / 8);
     const wire = tag.value % 8;
-    if (number === 0 || number > 536_870_911) throw new WireProblem(`${where}: invalid field number ${number} at byte ${tagAt}`);
+    if (number === 0 || number > 536_870_911)
+      throw new WireProblem(`${where}: invalid field number ${number} at byte ${tagAt}`);
     const field = type.fieldsById[number];
     const label = field ? `${where}.${snake(field.name)}` : `${where} field ${number}`;
     let valueStart = pos;
@@ -115,19 +127,22 @@ function checkField(
     return;
   }
   if (field.type === 'bytes') return expect(LEN);
-  const scalarWire = resolved instanceof protobuf.Enum || VARINT_TYPES.has(field.type)
-    ? VARINT
-    : I64_TYPES.has(field.type)
-      ? I64
-      : I32_TYPES.has(field.type)
-        ? I32
-        : undefined;
+  const scalarWire =
+    resolved instanceof protobuf.Enum || VARINT_TYPES.has(field.type)
+      ? VARINT
+      : I64_TYPES.has(field.type)
+        ? I64
+        : I32_TYPES.has(field.type)
+          ? I32
+          : undefined;
   if (scalarWire === undefined) return;
   if (field.repeated && wire === LEN) {
     // Packed: the payload must be whole values.
-    if (scalarWire === I64 && (end - start) % 8 !== 0) throw new WireProblem(`${label}: packed fixed64 values at byte ${at} are cut short`);
-    if (scalarWire === I32 && (end - start) % 4 !== 0) throw new WireProblem(`${label}: packed fixed32 values at byte ${at} are cut short`);
-    if (scalarWire === VARINT) for (let p = start; p < end; ) p = varint(buf, p, end, label).next;
+    if (scalarWire === I64 && (end - start) % 8 !== 0)
+      throw new WireProblem(`${label}: packed fixed64 values at byte ${at} are cut short`);
+    if (scalarWire === I32 && (end - start) % 4 !== 0)
+      throw new WireProblem(`${label}: packed fixed32 values at byte ${at} are cut short`);
+    if (scalarWire === VARINT) for (let p = start; p < end;) p = varint(buf, p, end, label).next;
     return;
   }
   expect(scalarWire);

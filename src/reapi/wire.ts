@@ -48,16 +48,23 @@ export function* wireFields(buf: Uint8Array): Generator<WireField> {
     const wireType = tag.value & 7;
     let valueStart = pos;
     switch (wireType) {
-      case 0: pos = readVarint(buf, pos).next; break;
-      case 1: pos += 8; break;
+      case 0:
+        pos = readVarint(buf, pos).next;
+        break;
+      case 1:
+        pos += 8;
+        break;
       case 2: {
         const len = readVarint(buf, pos);
         valueStart = len.next;
         pos = len.next + len.value;
         break;
       }
-      case 5: pos += 4; break;
-      default: throw new Error(`unsupported wire type ${wireType}`);
+      case 5:
+        pos += 4;
+        break;
+      default:
+        throw new Error(`unsupported wire type ${wireType}`);
     }
     if (pos > buf.length) throw new Error('truncated field');
     yield { field, wireType, start, valueStart, end: pos };

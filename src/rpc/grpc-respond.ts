@@ -22,7 +22,10 @@ export function endWithStatus(stream: ServerHttp2Stream, status: CallStatus): vo
   if (stream.destroyed || stream.closed) return;
   const trailers = statusTrailers(status);
   if (!stream.headersSent) {
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true, sendDate: false } as never);
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, {
+      endStream: true,
+      sendDate: false,
+    } as never);
     return;
   }
   if (stream.writableEnded) return;

@@ -14,7 +14,6 @@ import { HEALTH_CHECK, HEALTH_WATCH, type HealthService } from './health-service
 import { Http2ServerCall } from './http2-server-call';
 import type { CallStatus, Metadata, ServerCall } from '../rpc/server-call';
 
-
 /** Largest Health request read (a HealthCheckRequest is one service name). */
 const HEALTH_MAX_REQUEST_BYTES = 16 * 1024;
 /** Characters a gRPC method path never has; see route(). */
@@ -94,11 +93,19 @@ export class CallRouter {
       return done(client.code);
     }
     const { execute, health } = this.deps;
-    if (path === HEALTH_CHECK || path === HEALTH_WATCH) return this.answer(stream, path, metadata, deadline, peer, client, (c) => health.handle(c), done);
-    if (execute && path === EXECUTE) return this.answer(stream, path, metadata, deadline, peer, client, (c) => execute.execute(c), done);
-    if (execute && path === WAIT_EXECUTION) return this.answer(stream, path, metadata, deadline, peer, client, (c) => execute.waitExecution(c), done);
+    if (path === HEALTH_CHECK || path === HEALTH_WATCH)
+      return this.answer(stream, path, metadata, deadline, peer, client, (c) => health.handle(c), done);
+    if (execute && path === EXECUTE)
+      return this.answer(stream, path, metadata, deadline, peer, client, (c) => execute.execute(c), done);
+    if (execute && path === WAIT_EXECUTION)
+      return this.answer(stream, path, metadata, deadline, peer, client, (c) => execute.waitExecution(c), done);
 
-    forwardCall({ stream, path, metadata, deadline }, this.deps.pool, path === GET_CAPABILITIES ? this.capabilitiesForward : this.plainForward, done);
+    forwardCall(
+      { stream, path, metadata, deadline },
+      this.deps.pool,
+      path === GET_CAPABILITIES ? this.capabilitiesForward : this.plainForward,
+      done,
+    );
   }
 
   private answer(
@@ -115,7 +122,18 @@ export class CallRouter {
     const health = path === HEALTH_CHECK || path === HEALTH_WATCH;
     const maxBytes = health ? Math.min(HEALTH_MAX_REQUEST_BYTES, this.deps.maxMessageBytes) : this.deps.maxMessageBytes;
     const limitName = health ? 'a Health request is one service name' : 'max_message_bytes';
-    const call = new Http2ServerCall(stream, path, metadata, deadline, peer, maxBytes, client, this.deps.requestReadTimeoutMs, this.readBudget, limitName);
+    const call = new Http2ServerCall(
+      stream,
+      path,
+      metadata,
+      deadline,
+      peer,
+      maxBytes,
+      client,
+      this.deps.requestReadTimeoutMs,
+      this.readBudget,
+      limitName,
+    );
     let code: number = Code.OK;
     // Everything the handler awaits knows whom it works for (per-client limits on the store side).
     runAsClient(client, () => handler(call))
@@ -123,7 +141,11 @@ export class CallRouter {
         const e = toProxyError(err, path);
         code = e.code;
         if (e.code === Code.INTERNAL) this.deps.logger.error({ err, path, peer }, 'call failed with an internal error');
-        else this.deps.logger.warn({ path, peer, code: codeName(e.code), reason: e.reason, msg: e.message }, 'call failed');
+        else
+          this.deps.logger.warn(
+            { path, peer, code: codeName(e.code), reason: e.reason, msg: e.message },
+            'call failed',
+          );
         call.end({ code: e.code, message: e.message });
       })
       .finally(() => {
@@ -136,6 +158,10 @@ export class CallRouter {
     const durationMs = performance.now() - started;
     this.deps.observer?.callDone(path, code, durationMs);
     const log = this.deps.logger;
-    if (log.isLevelEnabled('debug')) log.debug({ method: path, status: codeName(code), durationMs: Math.round(durationMs * 1000) / 1000, peer }, 'call');
+    if (log.isLevelEnabled('debug'))
+      log.debug(
+        { method: path, status: codeName(code), durationMs: Math.round(durationMs * 1000) / 1000, peer },
+        'call',
+      );
   }
 }

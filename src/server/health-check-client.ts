@@ -88,7 +88,9 @@ function explain(err: grpc.ServiceError, options: HealthCheckOptions): string {
     case grpc.status.UNAVAILABLE:
       return (
         `cannot reach it (${details}); check that the proxy is running and listening on ${options.address}` +
-        (options.tls ? ' and that --ca/--server-name match its certificate' : ', and pass --tls (with --ca) if its listener uses TLS')
+        (options.tls
+          ? ' and that --ca/--server-name match its certificate'
+          : ', and pass --tls (with --ca) if its listener uses TLS')
       );
     case grpc.status.UNIMPLEMENTED:
       return 'it answers gRPC but has no grpc.health.v1.Health service: is this address the proxy, and not the upstream?';

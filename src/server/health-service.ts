@@ -31,7 +31,12 @@ export class HealthService {
     try {
       service = (T.HealthCheckRequest.decode(message) as unknown as { service: string }).service;
     } catch (err) {
-      throw new ProxyError(Code.INVALID_ARGUMENT, 'BAD_MESSAGE', `not a grpc.health.v1.HealthCheckRequest: ${(err as Error).message}`, { cause: err });
+      throw new ProxyError(
+        Code.INVALID_ARGUMENT,
+        'BAD_MESSAGE',
+        `not a grpc.health.v1.HealthCheckRequest: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     if (service !== '' && !this.services.has(service)) {
       call.end({ code: Code.NOT_FOUND, message: `unknown service '${service}'` });

@@ -48,7 +48,11 @@ export class Http2ServerCall implements ServerCall {
     });
     if (deadline !== undefined) {
       this.cancelDeadline = onDeadline(deadline, () => {
-        const err = new ProxyError(Code.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED', `deadline exceeded in the proxy (${path})`);
+        const err = new ProxyError(
+          Code.DEADLINE_EXCEEDED,
+          'DEADLINE_EXCEEDED',
+          `deadline exceeded in the proxy (${path})`,
+        );
         this.end({ code: Code.DEADLINE_EXCEEDED, message: err.message });
         this.controller.abort(err);
       });
@@ -114,7 +118,12 @@ export class Http2ServerCall implements ServerCall {
         }
         try {
           for (const f of decoder.push(chunk)) {
-            if (frames.length > 0) throw new ProxyError(Code.INVALID_ARGUMENT, 'TOO_MANY_MESSAGES', `${this.path} takes one request message, got more`);
+            if (frames.length > 0)
+              throw new ProxyError(
+                Code.INVALID_ARGUMENT,
+                'TOO_MANY_MESSAGES',
+                `${this.path} takes one request message, got more`,
+              );
             const header = Buffer.allocUnsafe(5);
             header[0] = f.compressed ? 1 : 0;
             header.writeUInt32BE(f.payload.length, 1);
@@ -129,7 +138,13 @@ export class Http2ServerCall implements ServerCall {
       this.stream.once('end', () => {
         if (failed) return;
         if (frames.length !== 1 || message === undefined || decoder.pendingBytes !== 0) {
-          return fail(new ProxyError(Code.INVALID_ARGUMENT, 'NO_REQUEST_MESSAGE', `${this.path} needs exactly one complete request message`));
+          return fail(
+            new ProxyError(
+              Code.INVALID_ARGUMENT,
+              'NO_REQUEST_MESSAGE',
+              `${this.path} needs exactly one complete request message`,
+            ),
+          );
         }
         clearTimeout(timer);
         giveBack();
@@ -141,7 +156,10 @@ export class Http2ServerCall implements ServerCall {
 
   sendHeaders(headers: Record<string, string | string[]> = {}): void {
     if (this.finished || this.stream.headersSent || this.stream.destroyed) return;
-    this.stream.respond({ ...headers, ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true, sendDate: false } as never);
+    this.stream.respond({ ...headers, ':status': 200, 'content-type': 'application/grpc' }, {
+      waitForTrailers: true,
+      sendDate: false,
+    } as never);
   }
 
   sendMessage(message: Uint8Array): Promise<void> {

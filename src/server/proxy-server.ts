@@ -32,7 +32,11 @@ export class ProxyServer {
     private readonly logger: Logger,
   ) {
     const common = {
-      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: options.maxStreamsPerConnection ?? 10_000, enablePush: false },
+      settings: {
+        initialWindowSize: STREAM_WINDOW_BYTES,
+        maxConcurrentStreams: options.maxStreamsPerConnection ?? 10_000,
+        enablePush: false,
+      },
       maxSessionMemory: 256,
       // HTTP/2 PRIORITY and other frames from clients are not work we queue; keep the default limits otherwise.
     };
@@ -59,10 +63,15 @@ export class ProxyServer {
       // The peer is read once per connection: session.socket is a guarded proxy, costly to touch on every call.
       const socket = session.socket;
       // An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d: one client, one name, whichever form.
-      const peer = socket ? `${(socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')}:${socket.remotePort}` : 'unknown';
-      session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-        router.route(stream, headers, rawHeaders, peer);
-      });
+      const peer = socket
+        ? `${(socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')}:${socket.remotePort}`
+        : 'unknown';
+      session.on(
+        'stream',
+        (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+          router.route(stream, headers, rawHeaders, peer);
+        },
+      );
     });
     this.server.on('sessionError', (err) => this.logger.debug({ err: err.message }, 'client connection error'));
   }
@@ -81,7 +90,8 @@ export class ProxyServer {
   close(graceMs: number): Promise<void> {
     return new Promise((resolve) => {
       const forced = setTimeout(() => {
-        if (this.sessions.size > 0) this.logger.warn({ connections: this.sessions.size }, 'grace period over; dropping remaining connections');
+        if (this.sessions.size > 0)
+          this.logger.warn({ connections: this.sessions.size }, 'grace period over; dropping remaining connections');
         for (const s of this.sessions) s.destroy();
       }, graceMs);
       forced.unref();

@@ -26,7 +26,10 @@ export class CheckingEnsurer implements ClosureEnsurer {
       throw new ProxyError(
         Code.INVALID_ARGUMENT,
         Reasons.INVALID_STORE_PATH,
-        `not Nix store paths: ${malformed.slice(0, 5).map((p) => JSON.stringify(p.slice(0, 200))).join(', ')}${malformed.length > 5 ? ` and ${malformed.length - 5} more` : ''}`,
+        `not Nix store paths: ${malformed
+          .slice(0, 5)
+          .map((p) => JSON.stringify(p.slice(0, 200)))
+          .join(', ')}${malformed.length > 5 ? ` and ${malformed.length - 5} more` : ''}`,
       );
     }
     const report: EnsureReport = {

@@ -82,7 +82,10 @@ export class ClientLimitedRealiser implements Realiser {
       state.running++;
       try {
         reservation = await this.o.estimate(paths, signal).catch((err: unknown) => {
-          this.o.logger.warn({ client, paths: paths.length, err: (err as Error).message }, 'cannot estimate the bytes of a realisation; reserving none');
+          this.o.logger.warn(
+            { client, paths: paths.length, err: (err as Error).message },
+            'cannot estimate the bytes of a realisation; reserving none',
+          );
           return 0;
         });
       } finally {
@@ -123,7 +126,13 @@ export class ClientLimitedRealiser implements Realiser {
     );
   }
 
-  private async account(client: string, state: ClientState, paths: readonly string[], outcomes: Map<string, PathOutcome>, started: number): Promise<void> {
+  private async account(
+    client: string,
+    state: ClientState,
+    paths: readonly string[],
+    outcomes: Map<string, PathOutcome>,
+    started: number,
+  ): Promise<void> {
     const mine = paths.filter((p) => {
       const o = outcomes.get(p);
       return o?.ok === true && !o.joined;
@@ -133,7 +142,10 @@ export class ClientLimitedRealiser implements Realiser {
     try {
       bytes = await this.o.measure(mine, started);
     } catch (err) {
-      this.o.logger.warn({ client, paths: mine.length, err: (err as Error).message }, 'cannot measure realised bytes; not counted');
+      this.o.logger.warn(
+        { client, paths: mine.length, err: (err as Error).message },
+        'cannot measure realised bytes; not counted',
+      );
       return;
     }
     state.window.push({ at: this.now(), bytes });

@@ -22,7 +22,10 @@ export class ImportAwaitingRealiser implements Realiser {
       const started = Date.now();
       this.logger.info({ paths: pending.length, first: pending[0] }, 'waiting for pushed paths being imported');
       await this.imports.settled(pending, signal);
-      this.logger.info({ paths: pending.length, ms: Date.now() - started }, 'pushed paths imported; realising what is still missing');
+      this.logger.info(
+        { paths: pending.length, ms: Date.now() - started },
+        'pushed paths imported; realising what is still missing',
+      );
     }
     return this.inner.realise(paths, signal);
   }

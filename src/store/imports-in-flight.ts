@@ -37,7 +37,9 @@ export class ImportsInFlight {
    * aborts. Resolves with how many of them it waited for.
    */
   async settled(paths: readonly string[], signal: AbortSignal): Promise<number> {
-    const waits = [...new Set(paths)].map((p) => this.imports.get(p)).filter((w): w is Promise<void> => w !== undefined);
+    const waits = [...new Set(paths)]
+      .map((p) => this.imports.get(p))
+      .filter((w): w is Promise<void> => w !== undefined);
     if (waits.length === 0) return 0;
     const all = Promise.all(waits.map((w) => w.catch(() => undefined)));
     await untilAborted(all, signal, 'waiting for pushed paths to be imported');

@@ -27,7 +27,11 @@ import type { StoreUrl } from './store-url';
 function assertStorePaths(paths: readonly string[]): void {
   const bad = paths.find((p) => !STORE_PATH_RE.test(p));
   if (bad !== undefined) {
-    throw new ProxyError(Code.INVALID_ARGUMENT, Reasons.INVALID_STORE_PATH, `not a store path: ${JSON.stringify(bad.slice(0, 300))}`);
+    throw new ProxyError(
+      Code.INVALID_ARGUMENT,
+      Reasons.INVALID_STORE_PATH,
+      `not a store path: ${JSON.stringify(bad.slice(0, 300))}`,
+    );
   }
 }
 
@@ -106,12 +110,17 @@ export class NixCliSharedStore implements SharedStore {
     if (paths.length === 0) return [];
     assertStorePaths(paths);
     await checkLocalDir(this.o.store, 'shared store', Reasons.SHARED_STORE_UNAVAILABLE, this.exists);
-    return invalidIn(this.o.runner, this.url, paths, signal, (why) =>
-      new ProxyError(
-        Code.UNAVAILABLE,
-        Reasons.SHARED_STORE_UNAVAILABLE,
-        `shared Nix store ${this.url} cannot be reached or read: ${why}. ${storeHint(this.o.store)}`,
-      ),
+    return invalidIn(
+      this.o.runner,
+      this.url,
+      paths,
+      signal,
+      (why) =>
+        new ProxyError(
+          Code.UNAVAILABLE,
+          Reasons.SHARED_STORE_UNAVAILABLE,
+          `shared Nix store ${this.url} cannot be reached or read: ${why}. ${storeHint(this.o.store)}`,
+        ),
     );
   }
 
@@ -119,11 +128,12 @@ export class NixCliSharedStore implements SharedStore {
     if (paths.length === 0) return;
     assertStorePaths(paths);
     await checkLocalDir(this.o.store, 'shared store', Reasons.SHARED_STORE_UNAVAILABLE, this.exists);
-    const sigArgs = !this.o.requireSigs || source.copyMode?.signaturesChecked
-      ? ['--no-check-sigs']
-      : this.o.trustedPublicKeys.length > 0
-        ? ['--option', 'trusted-public-keys', this.o.trustedPublicKeys.join(' ')]
-        : [];
+    const sigArgs =
+      !this.o.requireSigs || source.copyMode?.signaturesChecked
+        ? ['--no-check-sigs']
+        : this.o.trustedPublicKeys.length > 0
+          ? ['--option', 'trusted-public-keys', this.o.trustedPublicKeys.join(' ')]
+          : [];
     // A `.drv` goes in its own invocation with `--derivation` (the file itself); for an output path that flag
     // would mean "its deriver", so other paths are copied without it.
     const drvs = paths.filter((p) => p.endsWith('.drv'));
@@ -159,12 +169,23 @@ export class NixCliSharedStore implements SharedStore {
     if (!bad) return;
     const summary = nixErrorSummary(bad.stderr) || `exit ${bad.exitCode ?? bad.signal}`;
     const what = describeInvocation({ program: 'nix', args: [...fixedArgs, ...paths] });
-    const kind = bad.exitCode === null ? 'transient' : classifyCopyFailure(bad.stderr, { source: source.url, destination: this.url });
+    const kind =
+      bad.exitCode === null
+        ? 'transient'
+        : classifyCopyFailure(bad.stderr, { source: source.url, destination: this.url });
     switch (kind) {
       case 'path':
-        throw new ProxyError(Code.FAILED_PRECONDITION, Reasons.COPY_PATH_FAILED, `${source.url}: has it, but copying it into ${this.url} failed: ${summary}`);
+        throw new ProxyError(
+          Code.FAILED_PRECONDITION,
+          Reasons.COPY_PATH_FAILED,
+          `${source.url}: has it, but copying it into ${this.url} failed: ${summary}`,
+        );
       case 'source':
-        throw new ProxyError(Code.UNAVAILABLE, Reasons.SOURCE_UNAVAILABLE, `substituter ${source.url} cannot be reached: ${summary}`);
+        throw new ProxyError(
+          Code.UNAVAILABLE,
+          Reasons.SOURCE_UNAVAILABLE,
+          `substituter ${source.url} cannot be reached: ${summary}`,
+        );
       case 'destination':
         throw new ProxyError(
           Code.UNAVAILABLE,
@@ -230,8 +251,17 @@ export class NixCliPathSource implements PathSource {
     assertStorePaths(paths);
     await checkLocalDir(this.o.store, 'substituter', Reasons.SOURCE_UNAVAILABLE, this.exists);
     const invalid = new Set(
-      await invalidIn(this.o.runner, this.url, paths, signal, (why) =>
-        new ProxyError(Code.UNAVAILABLE, Reasons.SOURCE_UNAVAILABLE, `substituter ${this.url} cannot be asked: ${why}`),
+      await invalidIn(
+        this.o.runner,
+        this.url,
+        paths,
+        signal,
+        (why) =>
+          new ProxyError(
+            Code.UNAVAILABLE,
+            Reasons.SOURCE_UNAVAILABLE,
+            `substituter ${this.url} cannot be asked: ${why}`,
+          ),
       ),
     );
     return new Set(paths.filter((p) => !invalid.has(p)));

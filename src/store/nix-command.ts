@@ -84,7 +84,11 @@ const SETPRIV_EXEC_FAILED = new Set([126, 127]);
  * explicitly. The negative narinfo TTL of 0 keeps a path pushed to a cache a
  * minute ago from being reported missing for an hour.
  */
-export const FORCED_NIX_CONFIG = ['substituters =', 'extra-experimental-features = nix-command', 'narinfo-cache-negative-ttl = 0'];
+export const FORCED_NIX_CONFIG = [
+  'substituters =',
+  'extra-experimental-features = nix-command',
+  'narinfo-cache-negative-ttl = 0',
+];
 
 export function nixEnvironment(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const inherited = base.NIX_CONFIG ? [base.NIX_CONFIG] : [];
@@ -125,7 +129,9 @@ export class SpawnNixRunner implements NixRunner {
     return new Promise<NixOutcome>((resolve, reject) => {
       // detached: the child leads its own process group, so ssh and other
       // helpers it starts are stopped with it.
-      const [program, args] = this.dieWithProxy ? [SETPRIV, ['--pdeathsig', 'KILL', '--', file, ...inv.args]] : [file, [...inv.args]];
+      const [program, args] = this.dieWithProxy
+        ? [SETPRIV, ['--pdeathsig', 'KILL', '--', file, ...inv.args]]
+        : [file, [...inv.args]];
       const child = spawn(program, args, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       const stdout: Buffer[] = [];
       let stdoutBytes = 0;
@@ -178,20 +184,21 @@ export class SpawnNixRunner implements NixRunner {
         sink.once('close', () => {
           if (!settled) stop(cancelled(what));
         });
-      } else child.stdout.on('data', (chunk: Buffer) => {
-        stdoutBytes += chunk.length;
-        if (stdoutBytes > this.maxStdout) {
-          stop(
-            new ProxyError(
-              Code.RESOURCE_EXHAUSTED,
-              'NIX_OUTPUT_TOO_LARGE',
-              `${what} printed more than ${this.maxStdout} bytes and was stopped`,
-            ),
-          );
-          return;
-        }
-        stdout.push(chunk);
-      });
+      } else
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdoutBytes += chunk.length;
+          if (stdoutBytes > this.maxStdout) {
+            stop(
+              new ProxyError(
+                Code.RESOURCE_EXHAUSTED,
+                'NIX_OUTPUT_TOO_LARGE',
+                `${what} printed more than ${this.maxStdout} bytes and was stopped`,
+              ),
+            );
+            return;
+          }
+          stdout.push(chunk);
+        });
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (text: string) => {
         stderrTail = (stderrTail + text).slice(-this.maxStderr);
@@ -222,8 +229,21 @@ export class SpawnNixRunner implements NixRunner {
           reject(stopReason);
           return;
         }
-        if (this.dieWithProxy && exitCode !== null && SETPRIV_EXEC_FAILED.has(exitCode) && /^setpriv: failed to execute/m.test(stderrTail)) {
-          reject(notRunnable(stderrTail.trim().split('\n').pop()!.replace(/^setpriv: failed to execute \S+: /, '')));
+        if (
+          this.dieWithProxy &&
+          exitCode !== null &&
+          SETPRIV_EXEC_FAILED.has(exitCode) &&
+          /^setpriv: failed to execute/m.test(stderrTail)
+        ) {
+          reject(
+            notRunnable(
+              stderrTail
+                .trim()
+                .split('\n')
+                .pop()!
+                .replace(/^setpriv: failed to execute \S+: /, ''),
+            ),
+          );
           return;
         }
         resolve({
@@ -278,6 +298,9 @@ export async function runOverPaths(
  * src/main.ts builds one and hands it to every part that runs Nix; the
  * factories fall back to this only when used on their own (prune, tests).
  */
-export function configuredNixRunner(config: { nixBinDir?: string; limits: { nixCommandTimeoutMs: number } }): NixRunner {
+export function configuredNixRunner(config: {
+  nixBinDir?: string;
+  limits: { nixCommandTimeoutMs: number };
+}): NixRunner {
   return new SpawnNixRunner({ binDir: config.nixBinDir, timeoutMs: config.limits.nixCommandTimeoutMs });
 }

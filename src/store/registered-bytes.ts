@@ -11,7 +11,11 @@ import { runOverPaths, type NixRunner } from './nix-command';
 import { nixErrorSummary } from './nix-error-text';
 
 /** Sums narSize of the entries registered at or after `sinceSeconds`, in either JSON shape Nix prints. Pure. */
-export function bytesRegisteredSince(json: string, sinceSeconds: number, into: Map<string, number> = new Map()): Map<string, number> {
+export function bytesRegisteredSince(
+  json: string,
+  sinceSeconds: number,
+  into: Map<string, number> = new Map(),
+): Map<string, number> {
   const raw: unknown = JSON.parse(json);
   const consider = (path: unknown, entry: unknown): void => {
     if (typeof path !== 'string' || !STORE_PATH_RE.test(path) || entry === null || typeof entry !== 'object') return;
@@ -34,12 +38,18 @@ export async function registeredBytes(
   signal: AbortSignal,
 ): Promise<number> {
   if (paths.length === 0) return 0;
-  const outcomes = await runOverPaths(runner, { program: 'nix', fixedArgs: ['path-info', '--json', '-r', '--store', storeUrl] }, paths, signal);
+  const outcomes = await runOverPaths(
+    runner,
+    { program: 'nix', fixedArgs: ['path-info', '--json', '-r', '--store', storeUrl] },
+    paths,
+    signal,
+  );
   const sizes = new Map<string, number>();
   // One second of slack: registration times are whole seconds.
   const since = Math.floor(sinceMs / 1000) - 1;
   for (const o of outcomes) {
-    if (o.exitCode !== 0) throw new Error(`nix path-info failed: ${nixErrorSummary(o.stderr) || `exit ${o.exitCode ?? o.signal}`}`);
+    if (o.exitCode !== 0)
+      throw new Error(`nix path-info failed: ${nixErrorSummary(o.stderr) || `exit ${o.exitCode ?? o.signal}`}`);
     bytesRegisteredSince(o.stdout, since, sizes);
   }
   let total = 0;
@@ -53,7 +63,13 @@ export function narBytesOf(json: string): number {
   const raw: unknown = JSON.parse(json);
   const add = (path: unknown, entry: unknown): void => {
     const o = entry as { narSize?: unknown } | null;
-    if (typeof path === 'string' && STORE_PATH_RE.test(path) && typeof o?.narSize === 'number' && Number.isSafeInteger(o.narSize) && o.narSize >= 0) {
+    if (
+      typeof path === 'string' &&
+      STORE_PATH_RE.test(path) &&
+      typeof o?.narSize === 'number' &&
+      Number.isSafeInteger(o.narSize) &&
+      o.narSize >= 0
+    ) {
       sizes.set(path, o.narSize);
     }
   };
@@ -70,10 +86,20 @@ export function narBytesOf(json: string): number {
  * reads narinfos of a binary cache, the database of a store), before
  * anything is copied; 0 when no source can tell.
  */
-export async function closureNarBytes(runner: NixRunner, sourceUrls: readonly string[], paths: readonly string[], signal: AbortSignal): Promise<number> {
+export async function closureNarBytes(
+  runner: NixRunner,
+  sourceUrls: readonly string[],
+  paths: readonly string[],
+  signal: AbortSignal,
+): Promise<number> {
   if (paths.length === 0) return 0;
   for (const url of sourceUrls) {
-    const outcomes = await runOverPaths(runner, { program: 'nix', fixedArgs: ['path-info', '--json', '-r', '--store', url] }, paths, signal);
+    const outcomes = await runOverPaths(
+      runner,
+      { program: 'nix', fixedArgs: ['path-info', '--json', '-r', '--store', url] },
+      paths,
+      signal,
+    );
     if (outcomes.every((o) => o.exitCode === 0)) return outcomes.reduce((n, o) => n + narBytesOf(o.stdout), 0);
   }
   return 0;

@@ -42,13 +42,21 @@ export class RetryingWrites implements SharedStore {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.inner.copyFrom(source, paths, signal);
-        if (attempt > 0) this.o.logger.info({ store: this.url, source: source.url, attempt }, 'copy succeeded on retry');
+        if (attempt > 0)
+          this.o.logger.info({ store: this.url, source: source.url, attempt }, 'copy succeeded on retry');
         return;
       } catch (err) {
         if (!isProxyError(err) || err.code !== Code.UNAVAILABLE || attempt >= this.o.retries) throw err;
         const delay = Math.round(Math.min(max, base * 2 ** attempt) * (0.5 + random() / 2));
         this.o.logger.warn(
-          { store: this.url, source: source.url, paths: paths.length, attempt: attempt + 1, delayMs: delay, err: err.message },
+          {
+            store: this.url,
+            source: source.url,
+            paths: paths.length,
+            attempt: attempt + 1,
+            delayMs: delay,
+            err: err.message,
+          },
           'copy into shared store failed; retrying',
         );
         await sleep(delay, signal, `retrying the copy into ${this.url}`);

@@ -43,7 +43,8 @@ export class SourceOrderRealiser implements Realiser {
     for (const p of distinct) if (!invalid.has(p)) outcomes.set(p, { ok: true, joined: false });
     let remaining = distinct.filter((p) => invalid.has(p));
     const started = Date.now();
-    if (remaining.length > 0) this.logger.info({ store: this.store.url, paths: remaining.length }, 'realising missing store paths');
+    if (remaining.length > 0)
+      this.logger.info({ store: this.store.url, paths: remaining.length }, 'realising missing store paths');
 
     for (const source of this.sources) {
       if (remaining.length === 0) break;
@@ -75,19 +76,31 @@ export class SourceOrderRealiser implements Realiser {
         if (f.transient) transient.add(p);
       }
       this.logger.info(
-        { store: this.store.url, source: source.url, copied: wanted.length - failures.size, failed: failures.size, ms: Date.now() - t0 },
+        {
+          store: this.store.url,
+          source: source.url,
+          copied: wanted.length - failures.size,
+          failed: failures.size,
+          ms: Date.now() - t0,
+        },
         'copied from substituter',
       );
       remaining = remaining.filter((p) => !outcomes.has(p));
     }
 
-    if (this.sources.length === 0) for (const p of remaining) note(p, 'no substituters are configured (set substituters)');
+    if (this.sources.length === 0)
+      for (const p of remaining) note(p, 'no substituters are configured (set substituters)');
     for (const p of remaining) {
       outcomes.set(p, { ok: false, transient: transient.has(p), why: (notes.get(p) ?? []).join('; ') });
     }
     if (invalid.size > 0) {
       this.logger.info(
-        { store: this.store.url, realised: invalid.size - remaining.length, unavailable: remaining.length, ms: Date.now() - started },
+        {
+          store: this.store.url,
+          realised: invalid.size - remaining.length,
+          unavailable: remaining.length,
+          ms: Date.now() - started,
+        },
         'realisation finished',
       );
     }
@@ -95,7 +108,11 @@ export class SourceOrderRealiser implements Realiser {
   }
 
   /** Copies `paths`; returns the paths that could not be copied and why. Whole-batch problems are thrown. */
-  private async copyIsolating(source: PathSource, paths: readonly string[], signal: AbortSignal): Promise<Map<string, Failure>> {
+  private async copyIsolating(
+    source: PathSource,
+    paths: readonly string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, Failure>> {
     try {
       await this.store.copyFrom(source, paths, signal);
       return new Map();

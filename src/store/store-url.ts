@@ -44,11 +44,52 @@ const PARAMS: Record<StoreKind, readonly string[]> = {
   daemon: ['max-connections', 'max-connection-age', 'path'],
   ssh: ['remote-store', 'remote-program', 'ssh-key', 'compress', 'max-connections', 'base64-ssh-public-host-key'],
   'ssh-ng': ['remote-store', 'remote-program', 'ssh-key', 'compress', 'max-connections', 'base64-ssh-public-host-key'],
-  file: ['compression', 'compression-level', 'parallel-compression', 'write-nar-listing', 'write-debug-info', 'index-debug-info', 'secret-key', 'local-nar-cache'],
-  http: ['compression', 'compression-level', 'parallel-compression', 'write-nar-listing', 'secret-key', 'local-nar-cache'],
-  s3: ['region', 'endpoint', 'profile', 'scheme', 'compression', 'compression-level', 'parallel-compression', 'write-nar-listing', 'secret-key', 'multipart-upload', 'buffer-size', 'narinfo-compression', 'ls-compression', 'log-compression'],
+  file: [
+    'compression',
+    'compression-level',
+    'parallel-compression',
+    'write-nar-listing',
+    'write-debug-info',
+    'index-debug-info',
+    'secret-key',
+    'local-nar-cache',
+  ],
+  http: [
+    'compression',
+    'compression-level',
+    'parallel-compression',
+    'write-nar-listing',
+    'secret-key',
+    'local-nar-cache',
+  ],
+  s3: [
+    'region',
+    'endpoint',
+    'profile',
+    'scheme',
+    'compression',
+    'compression-level',
+    'parallel-compression',
+    'write-nar-listing',
+    'secret-key',
+    'multipart-upload',
+    'buffer-size',
+    'narinfo-compression',
+    'ls-compression',
+    'log-compression',
+  ],
 };
-const LOCAL_PATH_PARAMS = new Set(['root', 'store', 'state', 'log', 'real', 'remote-store', 'ssh-key', 'secret-key', 'local-nar-cache']);
+const LOCAL_PATH_PARAMS = new Set([
+  'root',
+  'store',
+  'state',
+  'log',
+  'real',
+  'remote-store',
+  'ssh-key',
+  'secret-key',
+  'local-nar-cache',
+]);
 
 const SHARED_FORMS =
   'an absolute directory (chroot store), local, daemon, unix:///path/to/socket, ssh://[user@]host or ssh-ng://[user@]host';
@@ -82,8 +123,10 @@ function checkAbsoluteDir(path: string, what: string): string | undefined {
   if (path.includes('//')) return `${what} must not contain '//'`;
   const trimmed = path.endsWith('/') ? path.slice(0, -1) : path;
   if (trimmed === '') return `${what} is the root directory; use local (or daemon) for this host's own store`;
-  if (trimmed.split('/').some((s) => s === '.' || s === '..')) return `${what} contains '.' or '..'; write it out in full`;
-  if (!/^[A-Za-z0-9._+@%=,:~\/-]+$/.test(trimmed)) return `${what} contains characters other than letters, digits and ._+@%=,:~/-`;
+  if (trimmed.split('/').some((s) => s === '.' || s === '..'))
+    return `${what} contains '.' or '..'; write it out in full`;
+  if (!/^[A-Za-z0-9._+@%=,:~\/-]+$/.test(trimmed))
+    return `${what} contains characters other than letters, digits and ._+@%=,:~/-`;
   return undefined;
 }
 
@@ -91,7 +134,10 @@ function stripSlash(path: string): string {
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
-function parseQuery(kind: StoreKind, query: string | undefined): { params: Record<string, string> } | { problem: string } {
+function parseQuery(
+  kind: StoreKind,
+  query: string | undefined,
+): { params: Record<string, string> } | { problem: string } {
   const params: Record<string, string> = {};
   if (query === undefined) return { params };
   if (query === '') return { problem: 'has an empty query string' };
@@ -102,7 +148,9 @@ function parseQuery(kind: StoreKind, query: string | undefined): { params: Recor
     const raw = eq === -1 ? '' : pair.slice(eq + 1);
     if (!PARAM_KEY_RE.test(key)) return { problem: `has a malformed setting name ${JSON.stringify(key)}` };
     if (!allowed.has(key)) {
-      return { problem: `has setting ${key}, which ${kind} stores do not take (known: ${[...allowed].sort().join(', ')})` };
+      return {
+        problem: `has setting ${key}, which ${kind} stores do not take (known: ${[...allowed].sort().join(', ')})`,
+      };
     }
     if (key in params) return { problem: `sets ${key} twice` };
     if (!PARAM_VALUE_RE.test(raw)) return { problem: `has a malformed value for ${key}` };
@@ -127,7 +175,12 @@ function splitQuery(rest: string): [string, string | undefined] {
   return q === -1 ? [rest, undefined] : [rest.slice(0, q), rest.slice(q + 1)];
 }
 
-function withQuery(kind: StoreKind, url: string, query: string | undefined, extra: Partial<StoreUrl> = {}): StoreUrlResult {
+function withQuery(
+  kind: StoreKind,
+  url: string,
+  query: string | undefined,
+  extra: Partial<StoreUrl> = {},
+): StoreUrlResult {
   const q = parseQuery(kind, query);
   if ('problem' in q) return fail(q.problem);
   return { ok: true, store: { kind, url, params: q.params, ...extra } };
@@ -153,7 +206,8 @@ function parseAny(input: string, forms: string): StoreUrlResult {
     const [word, query] = splitQuery(input);
     if (word === 'local') {
       const r = withQuery('local', input, query);
-      if (r.ok && r.store.params.root) return { ok: true, store: { ...r.store, localDir: stripSlash(r.store.params.root) } };
+      if (r.ok && r.store.params.root)
+        return { ok: true, store: { ...r.store, localDir: stripSlash(r.store.params.root) } };
       return r;
     }
     if (word === 'daemon') return withQuery('daemon', input, query);
@@ -182,7 +236,8 @@ function parseAny(input: string, forms: string): StoreUrlResult {
       return parseHttp(input, rest);
     case 's3': {
       const [bucket, query] = splitQuery(rest);
-      if (!S3_BUCKET_RE.test(bucket)) return fail('must be s3://bucket-name (3-63 lower-case letters, digits, dots, dashes; no path)');
+      if (!S3_BUCKET_RE.test(bucket))
+        return fail('must be s3://bucket-name (3-63 lower-case letters, digits, dots, dashes; no path)');
       return withQuery('s3', input, query);
     }
     default:
@@ -201,7 +256,9 @@ function parseSsh(kind: 'ssh' | 'ssh-ng', input: string, rest: string): StoreUrl
     return fail(`${usage}: the user name must be letters, digits and ._- (and not start with '-'); no password`);
   }
   if (/:\d*$/.test(host)) {
-    return fail(`${usage}: Nix 2.8 ssh store URLs take no port; use a Host entry in ~/.ssh/config or NIX_SSHOPTS="-p PORT"`);
+    return fail(
+      `${usage}: Nix 2.8 ssh store URLs take no port; use a Host entry in ~/.ssh/config or NIX_SSHOPTS="-p PORT"`,
+    );
   }
   if (!HOST_RE.test(host)) return fail(`${usage}: ${JSON.stringify(host)} is not a host name or IPv4 address`);
   return withQuery(kind, input, query, { host: authority });
@@ -215,8 +272,10 @@ function parseHttp(input: string, rest: string): StoreUrlResult {
   if (authority.includes('@')) return fail('must not carry credentials; put them in a netrc file (netrc-file setting)');
   const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(authority);
   if (!m || !HOST_RE.test(m[1]!)) return fail('must be http(s)://host[:port][/path]');
-  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) return fail(`has port ${m[2]}, outside 1..65535`);
-  if (path && !/^[A-Za-z0-9._~%\/+=,:@-]*$/.test(path)) return fail('has characters in its path that need percent-encoding');
+  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))
+    return fail(`has port ${m[2]}, outside 1..65535`);
+  if (path && !/^[A-Za-z0-9._~%\/+=,:@-]*$/.test(path))
+    return fail('has characters in its path that need percent-encoding');
   if (path.split('/').some((s) => s === '..' || s === '.')) return fail("has '.' or '..' in its path");
   return withQuery('http', input, query, { host: m[1]! });
 }

@@ -32,17 +32,19 @@ export class CoalescingBatcher<K, V> {
       }
       for (const k of batch.keys()) this.waiting.delete(k);
       this.running++;
-      this.runBatch([...batch.keys()]).then(
-        (results) => {
-          for (const [k, waiters] of batch) for (const w of waiters) w.resolve(results.get(k));
-        },
-        (err: unknown) => {
-          for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
-        },
-      ).finally(() => {
-        this.running--;
-        this.pump();
-      });
+      this.runBatch([...batch.keys()])
+        .then(
+          (results) => {
+            for (const [k, waiters] of batch) for (const w of waiters) w.resolve(results.get(k));
+          },
+          (err: unknown) => {
+            for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+          },
+        )
+        .finally(() => {
+          this.running--;
+          this.pump();
+        });
     }
   }
 }

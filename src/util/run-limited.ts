@@ -3,7 +3,11 @@
  * failure; tasks already running are left to finish (callers abort them with
  * their own signal), none is started after a failure.
  */
-export async function runLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+export async function runLimited<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {

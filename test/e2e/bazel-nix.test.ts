@@ -16,7 +16,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BazelWorkspace, type BazelResult } from '../support/bazel';
-import { absentStorePath, buildPaths, closureOf, makeChrootStore, validIn, type PathSpec } from '../support/nix-fixtures';
+import {
+  absentStorePath,
+  buildPaths,
+  closureOf,
+  makeChrootStore,
+  validIn,
+  type PathSpec,
+} from '../support/nix-fixtures';
 import { frontAvailable, startFront } from '../support/front-process';
 import { startProxy } from '../support/proxy-process';
 import { startWorker, type Worker } from '../support/remote-worker';
@@ -100,9 +107,12 @@ describe('Bazel through the Nix-aware proxy', () => {
     await makeChrootStore(storeRoot);
     worker = await startWorker({ storeRoot });
     proxy = await startProxy([
-      '--upstream', worker.url,
-      '--shared-store', storeRoot,
-      '--substituter', 'local',
+      '--upstream',
+      worker.url,
+      '--shared-store',
+      storeRoot,
+      '--substituter',
+      'local',
       '--no-require-sigs',
     ]);
     ws = await BazelWorkspace.create({
@@ -169,21 +179,29 @@ describe('Bazel through the Nix-aware proxy', () => {
 
   // The shipped HTTP/2 front (deploy/front/haproxy.cfg): Execute to the proxy,
   // CAS, ActionCache and ByteStream straight to the worker.
-  it.skipIf(!frontAvailable())('succeeds through the HTTP/2 front + proxy, which still copies the closure first', TIMEOUT, async () => {
-    const front = await startFront({ proxy: `127.0.0.1:${proxy!.port}`, cluster: worker!.url });
-    try {
-      expect([...(await validIn(storeRoot, [paths['tool-d']!]))]).toEqual([]);
-      const r = await ws!.build(['//pkg:via_front', `--remote_executor=grpc://${front.endpoint}`]);
-      expect(r.code, `${withProxyLog(r)}\n--- front log ---\n${front.logs().slice(-4000)}`).toBe(0);
-      expect(r.summary?.remote).toBe(1);
-      expect((await ws!.readBin('pkg/d.txt')).trim()).toBe('helper-d says tool-d through the front');
-      const closure = await closureOf('local', paths['tool-d']!);
-      expect([...(await validIn(storeRoot, closure))].sort()).toEqual(closure);
-      // The byte path went around the proxy: the front logged CAS calls routed to the cluster.
-      expect(front.logs()).toMatch(/cluster\/cluster .*ContentAddressableStorage|ContentAddressableStorage.*cluster\/cluster|cluster\/cluster .*ByteStream|ByteStream.*cluster\/cluster/);
-      expect(front.logs()).toMatch(/nix_reapi_proxy\/proxy .*Execution\/Execute|Execution\/Execute.*nix_reapi_proxy\/proxy/);
-    } finally {
-      await front.stop();
-    }
-  });
+  it.skipIf(!frontAvailable())(
+    'succeeds through the HTTP/2 front + proxy, which still copies the closure first',
+    TIMEOUT,
+    async () => {
+      const front = await startFront({ proxy: `127.0.0.1:${proxy!.port}`, cluster: worker!.url });
+      try {
+        expect([...(await validIn(storeRoot, [paths['tool-d']!]))]).toEqual([]);
+        const r = await ws!.build(['//pkg:via_front', `--remote_executor=grpc://${front.endpoint}`]);
+        expect(r.code, `${withProxyLog(r)}\n--- front log ---\n${front.logs().slice(-4000)}`).toBe(0);
+        expect(r.summary?.remote).toBe(1);
+        expect((await ws!.readBin('pkg/d.txt')).trim()).toBe('helper-d says tool-d through the front');
+        const closure = await closureOf('local', paths['tool-d']!);
+        expect([...(await validIn(storeRoot, closure))].sort()).toEqual(closure);
+        // The byte path went around the proxy: the front logged CAS calls routed to the cluster.
+        expect(front.logs()).toMatch(
+          /cluster\/cluster .*ContentAddressableStorage|ContentAddressableStorage.*cluster\/cluster|cluster\/cluster .*ByteStream|ByteStream.*cluster\/cluster/,
+        );
+        expect(front.logs()).toMatch(
+          /nix_reapi_proxy\/proxy .*Execution\/Execute|Execution\/Execute.*nix_reapi_proxy\/proxy/,
+        );
+      } finally {
+        await front.stop();
+      }
+    },
+  );
 });

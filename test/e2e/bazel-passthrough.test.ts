@@ -119,7 +119,9 @@ describe('Bazel through the pass-through proxy', () => {
     expect(executes).toHaveLength(ACTIONS);
     expect(executes.every((c) => c.code === 0)).toBe(true);
     // The blob went up through the proxy's ByteStream.Write, once.
-    const blobUploads = calls.filter((c) => c.method === WRITE && c.target?.endsWith(`/blobs/${blobSha}/${BLOB_BYTES}`));
+    const blobUploads = calls.filter(
+      (c) => c.method === WRITE && c.target?.endsWith(`/blobs/${blobSha}/${BLOB_BYTES}`),
+    );
     expect(blobUploads).toHaveLength(1);
     expect(blobUploads[0]!.code).toBe(0);
   });

@@ -33,7 +33,12 @@ describe('Bazel with a locally built toolchain, pushed to the proxy', () => {
   beforeAll(async () => {
     paths = await buildPaths([
       { name: 'cc-compiler', files: { 'bin/cc': '#!/bin/sh\necho "compiled $*"\n' }, executable: ['bin/cc'] },
-      { name: 'bazel-cc-wrapper', deps: ['cc-compiler'], files: { 'bin/cc': '#!/bin/sh\nexec @dep:cc-compiler@/bin/cc wrapped "$@"\n' }, executable: ['bin/cc'] },
+      {
+        name: 'bazel-cc-wrapper',
+        deps: ['cc-compiler'],
+        files: { 'bin/cc': '#!/bin/sh\nexec @dep:cc-compiler@/bin/cc wrapped "$@"\n' },
+        executable: ['bin/cc'],
+      },
     ]);
     work = await mkdtemp(path.join(os.tmpdir(), 'nix-reapi-proxy-push-e2e-'));
     storeRoot = path.join(work, 'shared');
@@ -43,14 +48,21 @@ describe('Bazel with a locally built toolchain, pushed to the proxy', () => {
     worker = await startWorker({ storeRoot });
     // No substituter at all: nothing but a push can provide the toolchain.
     proxy = await startProxy([
-      '--upstream', worker.url,
-      '--shared-store', storeRoot,
-      '--cache-listen', '127.0.0.1:0',
-      '--auth-tokens-file', tokens,
-      '--cache-staging-dir', path.join(work, 'staging'),
+      '--upstream',
+      worker.url,
+      '--shared-store',
+      storeRoot,
+      '--cache-listen',
+      '127.0.0.1:0',
+      '--auth-tokens-file',
+      tokens,
+      '--cache-staging-dir',
+      path.join(work, 'staging'),
     ]);
     ws = await BazelWorkspace.create({
-      files: { 'pkg/BUILD': `genrule(\n    name = "compile",\n    outs = ["out.txt"],\n    cmd = "${paths['bazel-cc-wrapper']}/bin/cc main.c > $@",\n)\n` },
+      files: {
+        'pkg/BUILD': `genrule(\n    name = "compile",\n    outs = ["out.txt"],\n    cmd = "${paths['bazel-cc-wrapper']}/bin/cc main.c > $@",\n)\n`,
+      },
       bazelrc: [`build --remote_header=authorization="Bearer ${TOKEN}"`],
     });
   }, 240_000);
@@ -64,19 +76,28 @@ describe('Bazel with a locally built toolchain, pushed to the proxy', () => {
 
   const remote = (): string => `--remote_executor=grpc://127.0.0.1:${proxy!.port}`;
 
-  it('the first build fails, and Bazel prints the nix copy command that pushes the missing toolchain', TIMEOUT, async () => {
-    const r = await ws!.build(['//pkg:compile', remote()]);
-    expect(r.code, r.output.slice(-8000)).not.toBe(0);
-    expect(r.output).toContain(paths['bazel-cc-wrapper']);
-    const line = r.output.split('\n').map((l) => l.trim()).find((l) => l.startsWith('nix copy --to '));
-    expect(line, r.output.slice(-8000)).toBeDefined();
-    // Exactly the proxy's cache URL, then store paths, nothing else.
-    expect(line).toMatch(/^nix copy --to 'http:\/\/127\.0\.0\.1:\d+' (\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+ ?)+$/);
-    expect(line).toContain(`'${proxy!.cacheUrl}'`);
-    expect(line).toContain(paths['bazel-cc-wrapper']);
-    printedCommand = line!;
-    expect(await validIn(storeRoot, [paths['bazel-cc-wrapper']!])).toEqual(new Set());
-  });
+  it(
+    'the first build fails, and Bazel prints the nix copy command that pushes the missing toolchain',
+    TIMEOUT,
+    async () => {
+      const r = await ws!.build(['//pkg:compile', remote()]);
+      expect(r.code, r.output.slice(-8000)).not.toBe(0);
+      expect(r.output).toContain(paths['bazel-cc-wrapper']);
+      const line = r.output
+        .split('\n')
+        .map((l) => l.trim())
+        .find((l) => l.startsWith('nix copy --to '));
+      expect(line, r.output.slice(-8000)).toBeDefined();
+      // Exactly the proxy's cache URL, then store paths, nothing else.
+      expect(line).toMatch(
+        /^nix copy --to 'http:\/\/127\.0\.0\.1:\d+' (\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+ ?)+$/,
+      );
+      expect(line).toContain(`'${proxy!.cacheUrl}'`);
+      expect(line).toContain(paths['bazel-cc-wrapper']);
+      printedCommand = line!;
+      expect(await validIn(storeRoot, [paths['bazel-cc-wrapper']!])).toEqual(new Set());
+    },
+  );
 
   it('running that command as printed, then building again, succeeds on the worker', TIMEOUT, async () => {
     expect(printedCommand).not.toBe('');

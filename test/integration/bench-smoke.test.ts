@@ -21,7 +21,11 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'bench-smoke-'));
   // The global setup builds src/ only; the bench has its own tsconfig.
-  await run(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO, 'bench', 'tsconfig.json')], { cwd: REPO });
+  await run(
+    process.execPath,
+    [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO, 'bench', 'tsconfig.json')],
+    { cwd: REPO },
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -30,7 +34,11 @@ afterAll(async () => {
 
 async function bench(only: string, name: string): Promise<BenchReport> {
   const out = path.join(dir, `${name}.json`);
-  await run(process.execPath, [HARNESS, '--tiny', '--only', only, '--out', out], { cwd: REPO, timeout: 150_000, maxBuffer: 16 * 1024 * 1024 });
+  await run(process.execPath, [HARNESS, '--tiny', '--only', only, '--out', out], {
+    cwd: REPO,
+    timeout: 150_000,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return JSON.parse(await readFile(out, 'utf8')) as BenchReport;
 }
 
@@ -45,7 +53,10 @@ function expectWellFormed(report: BenchReport, scenarios: number[]): void {
   for (const s of report.scenarios) {
     // Pass-through scenarios add the front+proxy mode (HAProxy, which scripts/install-deps.sh installs).
     const passthrough = [1, 2, 6].includes(s.scenario);
-    expect(s.rows.map((r) => r.mode), s.id).toEqual(passthrough ? ['direct', 'proxy', 'front+proxy'] : ['direct', 'proxy']);
+    expect(
+      s.rows.map((r) => r.mode),
+      s.id,
+    ).toEqual(passthrough ? ['direct', 'proxy', 'front+proxy'] : ['direct', 'proxy']);
     // The front's CPU was measured (tiny runs may round it to 0 jiffies).
     if (passthrough) expect(Number.isFinite(s.rows[2]!.frontCpuUsPerUnit), s.id).toBe(true);
     for (const row of s.rows) {
@@ -59,7 +70,8 @@ function expectWellFormed(report: BenchReport, scenarios: number[]): void {
   }
   // Everything the bench started is gone once it exits.
   expect(report.processes.length).toBeGreaterThan(0);
-  for (const p of report.processes) expect(() => process.kill(p.pid, 0), `${p.name} (pid ${p.pid}) still running`).toThrow();
+  for (const p of report.processes)
+    expect(() => process.kill(p.pid, 0), `${p.name} (pid ${p.pid}) still running`).toThrow();
 }
 
 describe('bench harness, tiny mode', () => {
@@ -79,14 +91,18 @@ describe('bench harness, tiny mode', () => {
     expect(streams.detail?.peakOpenAtUpstreamThroughProxy).toBeGreaterThan(0);
   }, 180_000);
 
-  it.skipIf(!nixAvailable())('Nix-aware Execute scenarios (3, 4, 5): counts of Nix processes and store queries are reported', async () => {
-    const report = await bench('3,4,5', 'execute');
-    expectWellFormed(report, [3, 4, 5]);
-    const [warm, cold, flight] = [3, 4, 5].map((n) => report.scenarios.find((s) => s.scenario === n)!);
-    expect(warm!.detail?.nixProcessesDuringWarmRuns).toBe(0);
-    const rounds = cold!.detail?.rounds as Array<{ storeQueries: number; nodes: number; outcome: string }>;
-    expect(rounds[0]).toMatchObject({ storeQueries: 1, outcome: 'ready' });
-    expect(rounds[0]!.nodes).toBeGreaterThan(0);
-    expect(flight!.detail?.realisations).toBe(1);
-  }, 180_000);
+  it.skipIf(!nixAvailable())(
+    'Nix-aware Execute scenarios (3, 4, 5): counts of Nix processes and store queries are reported',
+    async () => {
+      const report = await bench('3,4,5', 'execute');
+      expectWellFormed(report, [3, 4, 5]);
+      const [warm, cold, flight] = [3, 4, 5].map((n) => report.scenarios.find((s) => s.scenario === n)!);
+      expect(warm!.detail?.nixProcessesDuringWarmRuns).toBe(0);
+      const rounds = cold!.detail?.rounds as Array<{ storeQueries: number; nodes: number; outcome: string }>;
+      expect(rounds[0]).toMatchObject({ storeQueries: 1, outcome: 'ready' });
+      expect(rounds[0]!.nodes).toBeGreaterThan(0);
+      expect(flight!.detail?.realisations).toBe(1);
+    },
+    180_000,
+  );
 });

@@ -38,7 +38,9 @@ function unary(client: grpc.Client, path: string, request: Buffer, metadata = ne
       if (value) messages.push(value);
     });
     call.on('metadata', (md) => (headers = md));
-    call.on('status', (s) => setImmediate(() => resolve({ messages, code: s.code, details: s.details, headers, trailers: s.metadata })));
+    call.on('status', (s) =>
+      setImmediate(() => resolve({ messages, code: s.code, details: s.details, headers, trailers: s.metadata })),
+    );
   });
 }
 
@@ -51,7 +53,13 @@ function serverStream(
   return new Promise((resolve) => {
     let headers: grpc.Metadata | undefined;
     const messages: Buffer[] = [];
-    const call = client.makeServerStreamRequest(path, identity, identity, request, options.metadata ?? new grpc.Metadata());
+    const call = client.makeServerStreamRequest(
+      path,
+      identity,
+      identity,
+      request,
+      options.metadata ?? new grpc.Metadata(),
+    );
     call.on('metadata', (md) => (headers = md));
     call.on('data', (m: Buffer) => messages.push(m));
     call.on('error', () => undefined);
@@ -70,10 +78,20 @@ async function writeBlob(
   let resolveAnswer!: (a: Answer) => void;
   const answer = new Promise<Answer>((resolve) => (resolveAnswer = resolve));
   const messages: Buffer[] = [];
-  const call = client.makeClientStreamRequest(path(PATHS.Write), identity, identity, new grpc.Metadata(), (_err, value) => {
-    if (value) messages.push(value);
-  });
-  call.on('status', (s) => setImmediate(() => resolveAnswer({ messages, code: s.code, details: s.details, headers: undefined, trailers: s.metadata })));
+  const call = client.makeClientStreamRequest(
+    path(PATHS.Write),
+    identity,
+    identity,
+    new grpc.Metadata(),
+    (_err, value) => {
+      if (value) messages.push(value);
+    },
+  );
+  call.on('status', (s) =>
+    setImmediate(() =>
+      resolveAnswer({ messages, code: s.code, details: s.details, headers: undefined, trailers: s.metadata }),
+    ),
+  );
   let answered = false;
   void answer.then(() => (answered = true));
   let offset = options.startOffset ?? 0;
@@ -101,7 +119,8 @@ const path = (p: string) => p;
 const readRequest = (resourceName: string, readOffset = 0, readLimit = 0) =>
   encode(MSG.ReadRequest, { resourceName, readOffset, readLimit });
 const blobName = (d: Digest, instance = '') => `${instance ? `${instance}/` : ''}blobs/${d.hash}/${d.sizeBytes}`;
-const uploadName = (d: Digest, instance = '') => `${instance ? `${instance}/` : ''}uploads/${randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
+const uploadName = (d: Digest, instance = '') =>
+  `${instance ? `${instance}/` : ''}uploads/${randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
 // Deep equality of big Buffers is slow in expect(); their hashes compare at once.
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const dataOf = (messages: Buffer[]) => Buffer.concat(messages.map((m) => decode(MSG.ReadResponse, m).data as Buffer));
@@ -123,10 +142,18 @@ afterAll(async () => {
 
 describe('fake upstream: each service answers', () => {
   it('GetCapabilities looks like Bazel’s worker', async () => {
-    const answer = await unary(client, PATHS.GetCapabilities, encode('build.bazel.remote.execution.v2.GetCapabilitiesRequest', {}));
+    const answer = await unary(
+      client,
+      PATHS.GetCapabilities,
+      encode('build.bazel.remote.execution.v2.GetCapabilitiesRequest', {}),
+    );
     expect(answer.code).toBe(grpc.status.OK);
     expect(decode(MSG.ServerCapabilities, answer.messages[0]!)).toMatchObject({
-      cacheCapabilities: { digestFunctions: [1], actionCacheUpdateCapabilities: { updateEnabled: true }, maxBatchTotalSizeBytes: 4 * MiB },
+      cacheCapabilities: {
+        digestFunctions: [1],
+        actionCacheUpdateCapabilities: { updateEnabled: true },
+        maxBatchTotalSizeBytes: 4 * MiB,
+      },
       executionCapabilities: { digestFunction: 1, execEnabled: true },
       lowApiVersion: { major: 2 },
       highApiVersion: { major: 2, minor: 2 },
@@ -137,19 +164,35 @@ describe('fake upstream: each service answers', () => {
     const good = Buffer.from(`good ${randomUUID()}`);
     const goodDigest = sha256Digest(good);
     const lying = { hash: sha256Digest(Buffer.from('other')).hash, sizeBytes: 3 };
-    const update = await unary(client, PATHS.BatchUpdateBlobs, encode(MSG.BatchUpdateBlobsRequest, {
-      instanceName: 'i',
-      requests: [{ digest: goodDigest, data: good }, { digest: lying, data: Buffer.from('abc') }],
-    }));
-    expect(decode(MSG.BatchUpdateBlobsResponse, update.messages[0]!).responses.map((r: { status: { code?: number } }) => r.status.code ?? 0)).toEqual([
-      0,
-      grpc.status.INVALID_ARGUMENT,
-    ]);
+    const update = await unary(
+      client,
+      PATHS.BatchUpdateBlobs,
+      encode(MSG.BatchUpdateBlobsRequest, {
+        instanceName: 'i',
+        requests: [
+          { digest: goodDigest, data: good },
+          { digest: lying, data: Buffer.from('abc') },
+        ],
+      }),
+    );
+    expect(
+      decode(MSG.BatchUpdateBlobsResponse, update.messages[0]!).responses.map(
+        (r: { status: { code?: number } }) => r.status.code ?? 0,
+      ),
+    ).toEqual([0, grpc.status.INVALID_ARGUMENT]);
 
-    const missing = await unary(client, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, { instanceName: 'i', blobDigests: [goodDigest, lying] }));
+    const missing = await unary(
+      client,
+      PATHS.FindMissingBlobs,
+      encode(MSG.FindMissingBlobsRequest, { instanceName: 'i', blobDigests: [goodDigest, lying] }),
+    );
     expect(decode(MSG.FindMissingBlobsResponse, missing.messages[0]!).missingBlobDigests).toEqual([lying]);
 
-    const read = await unary(client, PATHS.BatchReadBlobs, encode(MSG.BatchReadBlobsRequest, { instanceName: 'i', digests: [goodDigest, lying] }));
+    const read = await unary(
+      client,
+      PATHS.BatchReadBlobs,
+      encode(MSG.BatchReadBlobsRequest, { instanceName: 'i', digests: [goodDigest, lying] }),
+    );
     const responses = decode(MSG.BatchReadBlobsResponse, read.messages[0]!).responses;
     expect(responses[0].data).toEqual(good);
     expect(responses[1].status.code).toBe(grpc.status.NOT_FOUND);
@@ -193,12 +236,26 @@ describe('fake upstream: each service answers', () => {
     const name = uploadName(digest);
     const first = await writeBlob(client, name, [data.subarray(0, 1000)], { finish: false });
     expect(first.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const status = await unary(client, PATHS.QueryWriteStatus, encode(MSG.QueryWriteStatusRequest, { resourceName: name }));
-    expect(decode(MSG.QueryWriteStatusResponse, status.messages[0]!)).toMatchObject({ committedSize: 1000, complete: false });
+    const status = await unary(
+      client,
+      PATHS.QueryWriteStatus,
+      encode(MSG.QueryWriteStatusRequest, { resourceName: name }),
+    );
+    expect(decode(MSG.QueryWriteStatusResponse, status.messages[0]!)).toMatchObject({
+      committedSize: 1000,
+      complete: false,
+    });
     const rest = await writeBlob(client, name, [data.subarray(1000)], { startOffset: 1000 });
     expect(rest.code).toBe(grpc.status.OK);
-    const done = await unary(client, PATHS.QueryWriteStatus, encode(MSG.QueryWriteStatusRequest, { resourceName: name }));
-    expect(decode(MSG.QueryWriteStatusResponse, done.messages[0]!)).toEqual({ committedSize: data.length, complete: true });
+    const done = await unary(
+      client,
+      PATHS.QueryWriteStatus,
+      encode(MSG.QueryWriteStatusRequest, { resourceName: name }),
+    );
+    expect(decode(MSG.QueryWriteStatusResponse, done.messages[0]!)).toEqual({
+      committedSize: data.length,
+      complete: true,
+    });
     expect(fake.getBlob(digest)).toEqual(data);
   });
 
@@ -207,7 +264,11 @@ describe('fake upstream: each service answers', () => {
     const result = encode(MSG.ActionResult, { exitCode: 3, stdoutRaw: Buffer.from('out') });
     const miss = await unary(client, PATHS.GetActionResult, encode(MSG.GetActionResultRequest, { actionDigest }));
     expect(miss.code).toBe(grpc.status.NOT_FOUND);
-    const update = await unary(client, PATHS.UpdateActionResult, encode(MSG.UpdateActionResultRequest, { actionDigest, actionResult: decode(MSG.ActionResult, result) }));
+    const update = await unary(
+      client,
+      PATHS.UpdateActionResult,
+      encode(MSG.UpdateActionResultRequest, { actionDigest, actionResult: decode(MSG.ActionResult, result) }),
+    );
     expect(update.messages[0]).toEqual(result);
     const hit = await unary(client, PATHS.GetActionResult, encode(MSG.GetActionResultRequest, { actionDigest }));
     expect(hit.messages[0]).toEqual(result);
@@ -219,7 +280,12 @@ describe('fake upstream: each service answers', () => {
     const mid = encode(MSG.Directory, { directories: [{ name: 'leaf', digest: leafDigest }] });
     const midDigest = fake.putBlob(mid);
     const other = encode(MSG.Directory, { symlinks: [{ name: 's', target: '/nix/store/x' }] });
-    const root = encode(MSG.Directory, { directories: [{ name: 'mid', digest: midDigest }, { name: 'other', digest: fake.putBlob(other) }] });
+    const root = encode(MSG.Directory, {
+      directories: [
+        { name: 'mid', digest: midDigest },
+        { name: 'other', digest: fake.putBlob(other) },
+      ],
+    });
     const rootDigest = fake.putBlob(root);
     const answer = await serverStream(client, PATHS.GetTree, encode(MSG.GetTreeRequest, { rootDigest, pageSize: 2 }));
     expect(answer.code).toBe(grpc.status.OK);
@@ -227,13 +293,21 @@ describe('fake upstream: each service answers', () => {
     expect(pages.map((p) => p.nextPageToken ?? '')).toEqual(['2', '']);
     const directories = pages.flatMap((p) => p.directories).map((d) => encode(MSG.Directory, d));
     expect(directories).toEqual([root, mid, other, leaf]);
-    const resumed = await serverStream(client, PATHS.GetTree, encode(MSG.GetTreeRequest, { rootDigest, pageSize: 2, pageToken: '2' }));
+    const resumed = await serverStream(
+      client,
+      PATHS.GetTree,
+      encode(MSG.GetTreeRequest, { rootDigest, pageSize: 2, pageToken: '2' }),
+    );
     expect(resumed.messages).toHaveLength(1);
   });
 
   it('Execute sends EXECUTING then a done Operation; WaitExecution and Operations know the name', async () => {
     const actionDigest = fake.putBlob(`action ${randomUUID()}`, 'inst/a');
-    const answer = await serverStream(client, PATHS.Execute, encode(MSG.ExecuteRequest, { instanceName: 'inst/a', actionDigest }));
+    const answer = await serverStream(
+      client,
+      PATHS.Execute,
+      encode(MSG.ExecuteRequest, { instanceName: 'inst/a', actionDigest }),
+    );
     expect(answer.code).toBe(grpc.status.OK);
     const [first, last] = answer.messages.map((m) => decode(MSG.Operation, m));
     expect(first!.name).toMatch(/^inst\/a\/operations\/[0-9a-f-]{36}$/);
@@ -244,9 +318,17 @@ describe('fake upstream: each service answers', () => {
     expect(response.result.exitCode ?? 0).toBe(0);
     expect(response.result.executionMetadata.worker).toBe('fake-upstream');
 
-    const waited = await serverStream(client, PATHS.WaitExecution, encode(MSG.WaitExecutionRequest, { name: first!.name }));
+    const waited = await serverStream(
+      client,
+      PATHS.WaitExecution,
+      encode(MSG.WaitExecutionRequest, { name: first!.name }),
+    );
     expect(waited.messages).toEqual([answer.messages[1]]);
-    const unknown = await serverStream(client, PATHS.WaitExecution, encode(MSG.WaitExecutionRequest, { name: 'inst/a/operations/nope' }));
+    const unknown = await serverStream(
+      client,
+      PATHS.WaitExecution,
+      encode(MSG.WaitExecutionRequest, { name: 'inst/a/operations/nope' }),
+    );
     expect(unknown.code).toBe(grpc.status.NOT_FOUND);
 
     const got = await unary(client, PATHS.GetOperation, encode(MSG.GetOperationRequest, { name: first!.name }));
@@ -254,20 +336,44 @@ describe('fake upstream: each service answers', () => {
     const waitedOp = await unary(client, PATHS.WaitOperation, encode(MSG.WaitOperationRequest, { name: first!.name }));
     expect(waitedOp.messages[0]).toEqual(answer.messages[1]);
     const listed = await unary(client, PATHS.ListOperations, encode(MSG.ListOperationsRequest, { name: 'inst/a' }));
-    expect(decode(MSG.ListOperationsResponse, listed.messages[0]!).operations.map((o: { name: string }) => o.name)).toContain(first!.name);
-    expect((await unary(client, PATHS.CancelOperation, encode(MSG.CancelOperationRequest, { name: first!.name }))).code).toBe(0);
-    expect((await unary(client, PATHS.DeleteOperation, encode(MSG.DeleteOperationRequest, { name: first!.name }))).code).toBe(0);
-    expect((await unary(client, PATHS.GetOperation, encode(MSG.GetOperationRequest, { name: first!.name }))).code).toBe(grpc.status.NOT_FOUND);
+    expect(
+      decode(MSG.ListOperationsResponse, listed.messages[0]!).operations.map((o: { name: string }) => o.name),
+    ).toContain(first!.name);
+    expect(
+      (await unary(client, PATHS.CancelOperation, encode(MSG.CancelOperationRequest, { name: first!.name }))).code,
+    ).toBe(0);
+    expect(
+      (await unary(client, PATHS.DeleteOperation, encode(MSG.DeleteOperationRequest, { name: first!.name }))).code,
+    ).toBe(0);
+    expect((await unary(client, PATHS.GetOperation, encode(MSG.GetOperationRequest, { name: first!.name }))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
   });
 
   it('Remote Asset Push then Fetch returns the pushed digests', async () => {
     const blob = fake.putBlob('asset');
     const uri = `https://example.com/${randomUUID()}`;
-    expect((await unary(client, PATHS.FetchBlob, encode(MSG.FetchBlobRequest, { uris: [uri] }))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await unary(client, PATHS.PushBlob, encode(MSG.PushBlobRequest, { uris: [uri], blobDigest: blob }))).code).toBe(0);
-    const fetched = await unary(client, PATHS.FetchBlob, encode(MSG.FetchBlobRequest, { uris: ['https://elsewhere', uri] }));
+    expect((await unary(client, PATHS.FetchBlob, encode(MSG.FetchBlobRequest, { uris: [uri] }))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
+    expect(
+      (await unary(client, PATHS.PushBlob, encode(MSG.PushBlobRequest, { uris: [uri], blobDigest: blob }))).code,
+    ).toBe(0);
+    const fetched = await unary(
+      client,
+      PATHS.FetchBlob,
+      encode(MSG.FetchBlobRequest, { uris: ['https://elsewhere', uri] }),
+    );
     expect(decode(MSG.FetchBlobResponse, fetched.messages[0]!)).toMatchObject({ uri, blobDigest: blob, status: {} });
-    expect((await unary(client, PATHS.PushDirectory, encode(MSG.PushDirectoryRequest, { uris: [uri], rootDirectoryDigest: blob }))).code).toBe(0);
+    expect(
+      (
+        await unary(
+          client,
+          PATHS.PushDirectory,
+          encode(MSG.PushDirectoryRequest, { uris: [uri], rootDirectoryDigest: blob }),
+        )
+      ).code,
+    ).toBe(0);
     const dir = await unary(client, PATHS.FetchDirectory, encode(MSG.FetchDirectoryRequest, { uris: [uri] }));
     expect(decode(MSG.FetchDirectoryResponse, dir.messages[0]!).rootDirectoryDigest).toEqual(blob);
   });
@@ -299,7 +405,8 @@ describe('fake upstream: recording', () => {
     const tag = `hang-${randomUUID()}`;
     fake.script(PATHS.GetTree, { then: 'hang' }, 1);
     const answer = serverStream(client, PATHS.GetTree, encode(MSG.GetTreeRequest, { instanceName: tag }), {
-      onCall: (call) => void fake.waitForCall(PATHS.GetTree, (c) => c.requests[0]!.includes(tag)).then(() => call.cancel()),
+      onCall: (call) =>
+        void fake.waitForCall(PATHS.GetTree, (c) => c.requests[0]!.includes(tag)).then(() => call.cancel()),
     });
     expect((await answer).code).toBe(grpc.status.CANCELLED);
     const call = await fake.waitForCall(PATHS.GetTree, (c) => c.requests[0]!.includes(tag));
@@ -313,11 +420,15 @@ describe('fake upstream: scripts', () => {
 
   it('unary: status, message, details, headers and trailers reach the client; defaults return after `times`', async () => {
     const details = statusDetails(grpc.status.FAILED_PRECONDITION, 'missing', []);
-    fake.script(PATHS.GetCapabilities, {
-      headers: { 'x-head': 'h', 'x-head-bin': Buffer.from([9, 9]) },
-      status: { code: grpc.status.FAILED_PRECONDITION, message: 'nope: ünïcode %', details },
-      trailers: { 'x-trail': ['t1', 't2'] },
-    }, 1);
+    fake.script(
+      PATHS.GetCapabilities,
+      {
+        headers: { 'x-head': 'h', 'x-head-bin': Buffer.from([9, 9]) },
+        status: { code: grpc.status.FAILED_PRECONDITION, message: 'nope: ünïcode %', details },
+        trailers: { 'x-trail': ['t1', 't2'] },
+      },
+      1,
+    );
     const failed = await unary(client, PATHS.GetCapabilities, capsRequest);
     expect(failed).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: 'nope: ünïcode %', messages: [] });
     expect(failed.headers!.get('x-head')).toEqual(['h']);
@@ -364,7 +475,11 @@ describe('fake upstream: scripts', () => {
   });
 
   it('client streams: an early error reaches the client while it is still sending', async () => {
-    fake.script(PATHS.Write, { status: { code: grpc.status.RESOURCE_EXHAUSTED, message: 'quota' }, answerEarly: true }, 1);
+    fake.script(
+      PATHS.Write,
+      { status: { code: grpc.status.RESOURCE_EXHAUSTED, message: 'quota' }, answerEarly: true },
+      1,
+    );
     const digest = fake.addSyntheticBlob(4 * MiB, { seed: 9 });
     const answer = await writeBlob(client, uploadName(digest), syntheticChunks(9, digest.sizeBytes));
     expect(answer).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'quota' });
@@ -375,10 +490,19 @@ describe('fake upstream: scripts', () => {
     const md = new grpc.Metadata();
     const answer = await new Promise<Answer>((resolve) => {
       const messages: Buffer[] = [];
-      const call = client.makeServerStreamRequest(PATHS.Execute, identity, identity, encode(MSG.ExecuteRequest, {}), md, { deadline: Date.now() + 300 });
+      const call = client.makeServerStreamRequest(
+        PATHS.Execute,
+        identity,
+        identity,
+        encode(MSG.ExecuteRequest, {}),
+        md,
+        { deadline: Date.now() + 300 },
+      );
       call.on('data', (m: Buffer) => messages.push(m));
       call.on('error', () => undefined);
-      call.on('status', (s) => resolve({ messages, code: s.code, details: s.details, headers: undefined, trailers: s.metadata }));
+      call.on('status', (s) =>
+        resolve({ messages, code: s.code, details: s.details, headers: undefined, trailers: s.metadata }),
+      );
     });
     expect(answer.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     expect(answer.messages).toHaveLength(1);
@@ -442,7 +566,9 @@ describe('fake upstream: huge blobs without holding them', () => {
       const plainDigest = sha256Digest(plain);
       expect((await writeBlob(otherClient, uploadName(plainDigest), [plain])).code).toBe(0);
       expect(other.hasBlob(plainDigest)).toBe(true);
-      expect((await serverStream(otherClient, PATHS.Read, readRequest(blobName(plainDigest)))).code).toBe(grpc.status.NOT_FOUND);
+      expect((await serverStream(otherClient, PATHS.Read, readRequest(blobName(plainDigest)))).code).toBe(
+        grpc.status.NOT_FOUND,
+      );
     } finally {
       otherClient.close();
       await other.stop();
@@ -453,18 +579,27 @@ describe('fake upstream: huge blobs without holding them', () => {
 describe('fake upstream: options', () => {
   it('capabilities and the Execute result are configurable', async () => {
     const custom = new FakeUpstream({
-      capabilities: { cacheCapabilities: { digestFunctions: [1], maxBatchTotalSizeBytes: 2 * MiB }, executionCapabilities: { execEnabled: false } },
+      capabilities: {
+        cacheCapabilities: { digestFunctions: [1], maxBatchTotalSizeBytes: 2 * MiB },
+        executionCapabilities: { execEnabled: false },
+      },
       actionResult: (request) => ({ exitCode: 7, stdoutRaw: Buffer.from(String(request.instanceName)) }),
     });
     const s = await custom.start();
     const c = new grpc.Client(s.address, grpc.credentials.createInsecure());
     try {
-      const caps = decode(MSG.ServerCapabilities, (await unary(c, PATHS.GetCapabilities, Buffer.alloc(0))).messages[0]!);
+      const caps = decode(
+        MSG.ServerCapabilities,
+        (await unary(c, PATHS.GetCapabilities, Buffer.alloc(0))).messages[0]!,
+      );
       expect(caps.cacheCapabilities.maxBatchTotalSizeBytes).toBe(2 * MiB);
       expect(caps.executionCapabilities.execEnabled ?? false).toBe(false);
       const exec = await serverStream(c, PATHS.Execute, encode(MSG.ExecuteRequest, { instanceName: 'seven' }));
       const done = decode(MSG.Operation, exec.messages[1]!);
-      expect(decode(MSG.ExecuteResponse, done.response.value).result).toMatchObject({ exitCode: 7, stdoutRaw: Buffer.from('seven') });
+      expect(decode(MSG.ExecuteResponse, done.response.value).result).toMatchObject({
+        exitCode: 7,
+        stdoutRaw: Buffer.from('seven'),
+      });
     } finally {
       c.close();
       await custom.stop();
@@ -476,7 +611,11 @@ describe('fake upstream: options', () => {
     const s = await small.start();
     const c = new grpc.Client(s.address, grpc.credentials.createInsecure());
     try {
-      const answer = await unary(c, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, { instanceName: 'x'.repeat(2000) }));
+      const answer = await unary(
+        c,
+        PATHS.FindMissingBlobs,
+        encode(MSG.FindMissingBlobsRequest, { instanceName: 'x'.repeat(2000) }),
+      );
       expect(answer.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     } finally {
       c.close();

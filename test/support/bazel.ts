@@ -159,7 +159,8 @@ export class BazelWorkspace {
   /** Like `build`, but rejects with Bazel's output unless the build succeeded. */
   async buildOk(args: readonly string[], timeoutMs?: number): Promise<BazelResult> {
     const r = await this.build(args, timeoutMs);
-    if (r.code !== 0) throw new Error(`bazel build ${args.join(' ')} failed (exit ${r.code}):\n${r.output.slice(-12000)}`);
+    if (r.code !== 0)
+      throw new Error(`bazel build ${args.join(' ')} failed (exit ${r.code}):\n${r.output.slice(-12000)}`);
     return r;
   }
 

@@ -46,10 +46,19 @@ export interface Answer {
   body: string;
 }
 
-export async function request(url: string, method: string, token: string | undefined, body?: Buffer | string): Promise<Answer> {
+export async function request(
+  url: string,
+  method: string,
+  token: string | undefined,
+  body?: Buffer | string,
+): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : new Uint8Array(body) });
+  const res = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : new Uint8Array(body),
+  });
   return { status: res.status, body: await res.text() };
 }
 
@@ -70,7 +79,13 @@ export function narInfoText(info: NarInfo): string {
  * the socket stays open until the caller ends it. Resolves the raw response
  * text once the server answers or closes.
  */
-export function partialPut(base: string, urlPath: string, token: string, announced: number, sent: Buffer): { socket: Socket; answer: Promise<string> } {
+export function partialPut(
+  base: string,
+  urlPath: string,
+  token: string,
+  announced: number,
+  sent: Buffer,
+): { socket: Socket; answer: Promise<string> } {
   const { hostname, port } = new URL(base);
   const socket = connect(Number(port), hostname);
   socket.write(

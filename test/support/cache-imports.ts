@@ -7,7 +7,12 @@
  */
 import type { ProxyProcess } from './proxy-process';
 
-export async function importsSettled(proxy: ProxyProcess, paths: readonly string[], from = 0, timeoutMs = 180_000): Promise<void> {
+export async function importsSettled(
+  proxy: ProxyProcess,
+  paths: readonly string[],
+  from = 0,
+  timeoutMs = 180_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const lines = proxy.logLines().slice(from);
@@ -16,7 +21,9 @@ export async function importsSettled(proxy: ProxyProcess, paths: readonly string
     if (lines.some((l) => l.msg === 'pushed path not imported')) return;
     if (Date.now() > deadline) {
       const missing = paths.filter((p) => !valid.has(p));
-      throw new Error(`the proxy did not report ${missing.length} pushed paths valid (first ${missing[0]}):\n${proxy.logs().slice(-6000)}`);
+      throw new Error(
+        `the proxy did not report ${missing.length} pushed paths valid (first ${missing[0]}):\n${proxy.logs().slice(-6000)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -37,7 +37,10 @@ export function substituterUrls(texts: readonly string[]): StoreUrl[] {
 }
 
 /** Config overrides with the parsed settings written as text, as a user would write them. */
-export type TextOverrides = Omit<Partial<Config>, 'listen' | 'upstream' | 'metricsListen' | 'sharedStore' | 'substituters'> & {
+export type TextOverrides = Omit<
+  Partial<Config>,
+  'listen' | 'upstream' | 'metricsListen' | 'sharedStore' | 'substituters'
+> & {
   listen?: string;
   upstream?: string;
   metricsListen?: string;

@@ -173,9 +173,7 @@ export class FakeUpstream {
       sinkWrites: options.sinkWrites ?? false,
       readChunkBytes: options.readChunkBytes ?? 64 * 1024,
       treePageSize: options.treePageSize ?? 1000,
-      actionResult:
-        options.actionResult ??
-        (() => ({ exitCode: 0, executionMetadata: { worker: 'fake-upstream' } })),
+      actionResult: options.actionResult ?? (() => ({ exitCode: 0, executionMetadata: { worker: 'fake-upstream' } })),
     });
   }
 
@@ -184,15 +182,23 @@ export class FakeUpstream {
   async start(): Promise<StartedFake> {
     if (this.started) return this.started;
     const server = new grpc.Server({
-      ...(this.options.maxReceiveMessageBytes ? { 'grpc.max_receive_message_length': this.options.maxReceiveMessageBytes } : {}),
+      ...(this.options.maxReceiveMessageBytes
+        ? { 'grpc.max_receive_message_length': this.options.maxReceiveMessageBytes }
+        : {}),
     });
     for (const def of this.services.methods()) this.register(server, def);
     const tls = this.options.tls;
     const credentials = tls
-      ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], Boolean(tls.clientCa))
+      ? grpc.ServerCredentials.createSsl(
+          tls.clientCa ?? null,
+          [{ private_key: tls.key, cert_chain: tls.cert }],
+          Boolean(tls.clientCa),
+        )
       : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${this.options.port ?? this.lastPort ?? 0}`, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
+      server.bindAsync(`127.0.0.1:${this.options.port ?? this.lastPort ?? 0}`, credentials, (err, boundPort) =>
+        err ? reject(err) : resolve(boundPort),
+      ),
     );
     this.server = server;
     this.lastPort = port;
@@ -432,11 +438,13 @@ export class FakeUpstream {
     const behaviour = this.takeScript(def.path);
     const then = behaviour.then ?? 'status';
     const scriptedError = behaviour.status !== undefined && behaviour.status.code !== grpc.status.OK;
-    const useDefault = behaviour.responses === undefined && !((scriptedError || then !== 'status') && behaviour.messages === undefined);
+    const useDefault =
+      behaviour.responses === undefined && !((scriptedError || then !== 'status') && behaviour.messages === undefined);
 
     try {
       if (behaviour.headers) (call as grpc.ServerUnaryCall<Buffer, Buffer>).sendMetadata(toMetadata(behaviour.headers));
-      if (queue && !useDefault && !behaviour.answerEarly) await Promise.race([queue.finished, this.aborted(abort.signal)]);
+      if (queue && !useDefault && !behaviour.answerEarly)
+        await Promise.race([queue.finished, this.aborted(abort.signal)]);
       if (behaviour.delayMs) await sleep(behaviour.delayMs, undefined, { signal: abort.signal });
 
       const limit = Math.min(behaviour.messages ?? Infinity, def.kind === 'serverStream' ? Infinity : 1);

@@ -61,7 +61,8 @@ function stripScheme(address: string): string {
 
 /** Starts HAProxy routing Execution/Capabilities/Health to `proxy` and the rest to `cluster` (host:port or grpc://host:port). */
 export async function startFront(options: { proxy: string; cluster: string; threads?: number }): Promise<FrontProcess> {
-  if (!frontAvailable()) throw new Error(`${HAPROXY} is missing: run scripts/install-deps.sh (it installs Debian's haproxy)`);
+  if (!frontAvailable())
+    throw new Error(`${HAPROXY} is missing: run scripts/install-deps.sh (it installs Debian's haproxy)`);
   const port = await freePort();
   const child = spawn(HAPROXY, ['-db', '-f', FRONT_CONFIG], {
     env: {

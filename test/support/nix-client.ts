@@ -40,13 +40,20 @@ export function makeNixClient(dir: string, options: NixClientOptions = {}): NixC
   ];
   if (options.token !== undefined) {
     const netrc = join(dir, 'netrc');
-    writeFileSync(netrc, `machine ${options.host ?? '127.0.0.1'} login nix password ${options.token}\n`, { mode: 0o600 });
+    writeFileSync(netrc, `machine ${options.host ?? '127.0.0.1'} login nix password ${options.token}\n`, {
+      mode: 0o600,
+    });
     config.push(`netrc-file = ${netrc}`);
   }
   return { dir, env: { ...process.env, HOME: dir, XDG_CACHE_HOME: join(dir, 'cache'), NIX_CONFIG: config.join('\n') } };
 }
 
 /** `nix copy --to URL PATHS` as the client; never rejects on a non-zero exit. */
-export function nixCopyTo(client: NixClient, url: string, paths: readonly string[], extraArgs: readonly string[] = []): Promise<RunResult> {
+export function nixCopyTo(
+  client: NixClient,
+  url: string,
+  paths: readonly string[],
+  extraArgs: readonly string[] = [],
+): Promise<RunResult> {
   return run('nix', ['copy', ...extraArgs, '--to', url, ...paths], { env: client.env, timeoutMs: 240_000 });
 }

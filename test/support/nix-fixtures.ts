@@ -219,7 +219,9 @@ export async function makeBinaryCache(dir: string, paths: readonly string[]): Pr
 /** Which of `paths` are valid in `store` (any store URL Nix understands). */
 export async function validIn(store: string, paths: readonly string[]): Promise<Set<string>> {
   if (paths.length === 0) return new Set();
-  const invalid = new Set(lines(await run('nix-store', ['--store', store, '--check-validity', '--print-invalid', ...paths])));
+  const invalid = new Set(
+    lines(await run('nix-store', ['--store', store, '--check-validity', '--print-invalid', ...paths])),
+  );
   return new Set(paths.filter((p) => !invalid.has(p)));
 }
 

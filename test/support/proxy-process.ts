@@ -28,13 +28,21 @@ export interface ProxyProcess {
  * waits for its "listening" log line to learn the port. `args` must include
  * `--upstream`; `--listen` defaults to 127.0.0.1:0.
  */
-export async function startProxy(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; cli?: string } = {}): Promise<ProxyProcess> {
+export async function startProxy(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; cli?: string } = {},
+): Promise<ProxyProcess> {
   const cli = options.cli ?? CLI;
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first (the test suite's global setup does)`);
+  if (!existsSync(cli))
+    throw new Error(`${cli} is missing: run \`npm run build\` first (the test suite's global setup does)`);
   const fullArgs = args.includes('--listen') ? args : ['--listen', '127.0.0.1:0', ...args];
   const child = spawn(process.execPath, [cli, ...fullArgs], {
     cwd: options.cwd ?? REPO_ROOT,
-    env: { ...process.env, NIX_REAPI_PROXY_LOG_LEVEL: process.env.NIX_REAPI_PROXY_LOG_LEVEL ?? 'debug', ...options.env },
+    env: {
+      ...process.env,
+      NIX_REAPI_PROXY_LOG_LEVEL: process.env.NIX_REAPI_PROXY_LOG_LEVEL ?? 'debug',
+      ...options.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -35,8 +35,7 @@ const START_TIMEOUT_MS = 60_000;
 const PATCHES: Array<{ find: string; replace: string }> = [
   {
     find: 'NettyServerBuilder.forPort(workerOptions.listenPort)',
-    replace:
-      'NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", workerOptions.listenPort))',
+    replace: 'NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", workerOptions.listenPort))',
   },
   {
     find: '    server.start();\n',
@@ -49,8 +48,10 @@ const PATCHES: Array<{ find: string; replace: string }> = [
 
 /** Skip reason when this machine cannot run the worker, or undefined when it can. */
 export function workerUnavailableReason(): string | undefined {
-  if (!existsSync(WORKER_SOURCES)) return `${WORKER_SOURCES} is missing: run scripts/install-deps.sh (bazel-bootstrap-source)`;
-  if (!existsSync(BAZEL_SERVER_JAR)) return `${BAZEL_SERVER_JAR} is missing: run scripts/install-deps.sh (bazel-bootstrap)`;
+  if (!existsSync(WORKER_SOURCES))
+    return `${WORKER_SOURCES} is missing: run scripts/install-deps.sh (bazel-bootstrap-source)`;
+  if (!existsSync(BAZEL_SERVER_JAR))
+    return `${BAZEL_SERVER_JAR} is missing: run scripts/install-deps.sh (bazel-bootstrap)`;
   return undefined;
 }
 
@@ -169,7 +170,9 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<Worker> {
     const source = path.join(path.resolve(opts.storeRoot), 'nix', 'store');
     if (!existsSync(source)) {
       await rm(runDir, { recursive: true, force: true });
-      throw new Error(`${source} does not exist: initialise the store first (nix store ping --store ${opts.storeRoot})`);
+      throw new Error(
+        `${source} does not exist: initialise the store first (nix store ping --store ${opts.storeRoot})`,
+      );
     }
     // The mount point must exist on the host; an empty directory is harmless if no Nix is installed.
     await mkdir('/nix/store', { recursive: true });
@@ -178,9 +181,20 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<Worker> {
     // setpriv --pdeathsig: the worker dies with the test process even if it crashes.
     cmd = 'setpriv';
     args = [
-      '--pdeathsig', 'KILL', '--',
-      'unshare', '--mount', '--propagation', 'private', '--',
-      'sh', '-c', 'mount --bind "$1" /nix/store && shift && exec "$@"', 'sh', source, ...java,
+      '--pdeathsig',
+      'KILL',
+      '--',
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      'mount --bind "$1" /nix/store && shift && exec "$@"',
+      'sh',
+      source,
+      ...java,
     ];
   } else {
     cmd = 'setpriv';

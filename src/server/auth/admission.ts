@@ -71,7 +71,7 @@ const MISSING_TOKEN =
   'nix-reapi-proxy requires a bearer token: send the header "authorization: Bearer <token>" ' +
   '(Bazel: --remote_header=authorization="Bearer <token>"; Buck2: http_headers = authorization: Bearer <token>)';
 const UNKNOWN_TOKEN =
-  'nix-reapi-proxy does not accept this bearer token: it is not in the proxy\'s authTokensFile; check the token or ask the proxy\'s operator for one';
+  "nix-reapi-proxy does not accept this bearer token: it is not in the proxy's authTokensFile; check the token or ask the proxy's operator for one";
 const NO_CERTIFICATE = 'nix-reapi-proxy requires a client certificate signed by its tls.clientCa';
 
 function hostOf(peer: string): string {
@@ -84,6 +84,8 @@ function subjectName(subject: Partial<Record<string, string | string[]>> | undef
   if (!subject) return undefined;
   const cn = subject.CN;
   if (typeof cn === 'string' && cn !== '') return cn;
-  const parts = Object.entries(subject).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`);
+  const parts = Object.entries(subject)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`);
   return parts.length > 0 ? parts.join(',') : undefined;
 }

@@ -31,7 +31,8 @@ export function parseRights(text: string): PushRight | { problem: string } {
   const words = text.split(',');
   const unknown = words.find((w) => !RIGHTS.has(w));
   // The word is not quoted: on a mistyped line it may be the token itself.
-  if (unknown !== undefined) return { problem: 'what follows the space is not a list of rights (known: push, push-unsigned)' };
+  if (unknown !== undefined)
+    return { problem: 'what follows the space is not a list of rights (known: push, push-unsigned)' };
   return words.includes('push-unsigned') ? 'push-unsigned' : 'push';
 }
 
@@ -60,14 +61,18 @@ export function parseTokenFile(text: string): ParsedTokens {
     if (trimmed === '' || trimmed.startsWith('#')) return;
     const [line, rightsText, ...extra] = trimmed.split(/[ \t]+/) as [string, ...string[]];
     if (extra.length > 0) {
-      problems.push(`line ${lineNo}: expected TOKEN or NAME:TOKEN, then optionally one space and RIGHTS (push or push,push-unsigned)`);
+      problems.push(
+        `line ${lineNo}: expected TOKEN or NAME:TOKEN, then optionally one space and RIGHTS (push or push,push-unsigned)`,
+      );
       return;
     }
     let push: PushRight = 'none';
     if (rightsText !== undefined) {
       const rights = parseRights(rightsText);
       if (typeof rights !== 'string') {
-        problems.push(`line ${lineNo}: expected TOKEN or NAME:TOKEN, then optionally a space and rights; ${rights.problem}`);
+        problems.push(
+          `line ${lineNo}: expected TOKEN or NAME:TOKEN, then optionally a space and rights; ${rights.problem}`,
+        );
         return;
       }
       push = rights;
@@ -85,7 +90,9 @@ export function parseTokenFile(text: string): ParsedTokens {
       return;
     }
     if (token.length < MIN_TOKEN_LENGTH) {
-      problems.push(`line ${lineNo}: the token is shorter than ${MIN_TOKEN_LENGTH} characters (use e.g. \`openssl rand -hex 16\`)`);
+      problems.push(
+        `line ${lineNo}: the token is shorter than ${MIN_TOKEN_LENGTH} characters (use e.g. \`openssl rand -hex 16\`)`,
+      );
       return;
     }
     const digest = tokenDigest(token);

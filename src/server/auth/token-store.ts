@@ -40,7 +40,8 @@ export class TokenStore {
     if (this.watching) return;
     this.watching = true;
     watchFile(this.file, { interval: this.pollMs, persistent: false }, (now: Stats, before: Stats) => {
-      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) this.reload('file changed');
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino)
+        this.reload('file changed');
     });
   }
 
@@ -48,7 +49,10 @@ export class TokenStore {
     const before = this.byDigest.size;
     const problem = this.read();
     if (problem !== undefined) {
-      this.logger.error({ file: this.file, why, problem, tokensInForce: before }, 'auth tokens not reloaded; the previous tokens stay in force');
+      this.logger.error(
+        { file: this.file, why, problem, tokensInForce: before },
+        'auth tokens not reloaded; the previous tokens stay in force',
+      );
       return;
     }
     this.logger.info({ file: this.file, why, tokens: this.byDigest.size }, 'auth tokens reloaded');

@@ -8,7 +8,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run as runProcess, type RunResult } from '../../support/e2e-process';
 import { makeNixClient } from '../../support/nix-client';
-import { absentStorePath, buildPaths, closureOf, makeChrootStore, nixAvailable, run, validIn } from '../../support/nix-fixtures';
+import {
+  absentStorePath,
+  buildPaths,
+  closureOf,
+  makeChrootStore,
+  nixAvailable,
+  run,
+  validIn,
+} from '../../support/nix-fixtures';
 import { REPO_ROOT, startProxy, type ProxyProcess } from '../../support/proxy-process';
 
 /**
@@ -65,7 +73,10 @@ function derivationFile(): string {
 
 /** `nix-build` with the hook as post-build-hook; never rejects on a non-zero exit. */
 function nixBuildWithHook(file: string, env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return runProcess('nix-build', ['--no-out-link', '--option', 'post-build-hook', HOOK, file], { env, timeoutMs: 240_000 });
+  return runProcess('nix-build', ['--no-out-link', '--option', 'post-build-hook', HOOK, file], {
+    env,
+    timeoutMs: 240_000,
+  });
 }
 
 /** The hook run directly, as Nix would run it but with the given OUT_PATHS / DRV_PATH. */
@@ -126,12 +137,18 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     // push only: an unsigned narinfo is refused, so an accepted push proves the hook signed it.
     writeFileSync(tokens, `pusher:${TOKEN} push\n`);
     proxy = await startProxy([
-      '--upstream', 'grpc://127.0.0.1:1',
-      '--shared-store', store,
-      '--cache-listen', '127.0.0.1:0',
-      '--auth-tokens-file', tokens,
-      '--trusted-public-key', publicKey,
-      '--cache-staging-dir', join(work, 'staging'),
+      '--upstream',
+      'grpc://127.0.0.1:1',
+      '--shared-store',
+      store,
+      '--cache-listen',
+      '127.0.0.1:0',
+      '--auth-tokens-file',
+      tokens,
+      '--trusted-public-key',
+      publicKey,
+      '--cache-staging-dir',
+      join(work, 'staging'),
     ]);
     cacheUrl = proxy.cacheUrl!;
     expect(cacheUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -155,7 +172,10 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
       ].join('\n'),
     );
     const from = proxy.logLines().length;
-    const build = await nixBuildWithHook(derivationFile(), { ...clientEnv({}), NIX_REAPI_PROXY_PUSH_ENV_FILE: envFile });
+    const build = await nixBuildWithHook(derivationFile(), {
+      ...clientEnv({}),
+      NIX_REAPI_PROXY_PUSH_ENV_FILE: envFile,
+    });
     expect(build.code, build.stderr).toBe(0);
     const tool = outputOf(build);
     const closure = await closureOf('local', tool);
@@ -163,7 +183,9 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     const lib = closure.find((p) => p.endsWith('-lib'))!;
 
     // Nix prefixes the hook's lines; it ran once per derivation, lib first.
-    const pushed = build.stderr.split('\n').filter((l) => l.startsWith('post-build-hook: nix-reapi-proxy-push-hook: pushed'));
+    const pushed = build.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('post-build-hook: nix-reapi-proxy-push-hook: pushed'));
     expect(pushed, build.stderr).toHaveLength(2);
     expect(pushed[0]).toContain(`pushed ${lib} to ${cacheUrl} in `);
     expect(pushed[1]).toContain(`pushed ${tool} to ${cacheUrl} in `);
@@ -179,7 +201,9 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     expect(accepted.every((l) => l.client === 'pusher' && l.accepted === true)).toBe(true);
     for (const [p, n] of importCounts(proxy, closure, from)) expect(n, p).toBe(1);
     // The shared store keeps the hook's signature.
-    const info = JSON.parse(await run('nix', ['path-info', '--json', '--sigs', '--store', store, tool])) as Array<{ signatures?: string[] }>;
+    const info = JSON.parse(await run('nix', ['path-info', '--json', '--sigs', '--store', store, tool])) as Array<{
+      signatures?: string[];
+    }>;
     expect(info[0]?.signatures?.some((s) => s.startsWith('hook-test-1:'))).toBe(true);
   }, 240_000);
 
@@ -189,11 +213,15 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     expect(unsigned.code, unsigned.stderr).toBe(0);
     expect(unsigned.stderr).toMatch(/403/);
     expect(unsigned.stderr).toContain(`could not push ${p} to ${cacheUrl}: nix copy exited with status 1`);
-    expect(unsigned.stderr).toMatch(/signed by a key the proxy trusts \(NIX_REAPI_PROXY_SECRET_KEY_FILE\) unless the token has push-unsigned/);
+    expect(unsigned.stderr).toMatch(
+      /signed by a key the proxy trusts \(NIX_REAPI_PROXY_SECRET_KEY_FILE\) unless the token has push-unsigned/,
+    );
     expect(await validIn(store, [p!])).toEqual(new Set());
 
     const from = proxy.logLines().length;
-    const signed = await runHook(clientEnv({ OUT_PATHS: p!, NIX_REAPI_PROXY_CACHE_URL: cacheUrl, NIX_REAPI_PROXY_SECRET_KEY_FILE: secretKeyFile }));
+    const signed = await runHook(
+      clientEnv({ OUT_PATHS: p!, NIX_REAPI_PROXY_CACHE_URL: cacheUrl, NIX_REAPI_PROXY_SECRET_KEY_FILE: secretKeyFile }),
+    );
     expect(signed.code, signed.stderr).toBe(0);
     expect(signed.stderr).toContain(`pushed ${p} to ${cacheUrl}`);
     await importsSettled(proxy, [p!], from);
@@ -211,10 +239,17 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
     expect(await validIn('local', [tool])).toEqual(new Set([tool]));
     expect(lenient.stderr).toContain(`could not push ${tool} to ${url}: nix copy exited with status 1`);
     expect(lenient.stderr).toContain(`check that the proxy's binary cache answers at ${url}`);
-    expect(lenient.stderr).toContain(`then push by hand (as root if the netrc file and key are root's): nix copy --to '${url}?compression=zstd&secret-key=${secretKeyFile}' ${tool}`);
-    expect(lenient.stderr).toContain('The build itself is not failed (set NIX_REAPI_PROXY_PUSH_STRICT=1 to fail it instead).');
+    expect(lenient.stderr).toContain(
+      `then push by hand (as root if the netrc file and key are root's): nix copy --to '${url}?compression=zstd&secret-key=${secretKeyFile}' ${tool}`,
+    );
+    expect(lenient.stderr).toContain(
+      'The build itself is not failed (set NIX_REAPI_PROXY_PUSH_STRICT=1 to fail it instead).',
+    );
 
-    const strict = await nixBuildWithHook(derivationFile(), clientEnv({ ...settings, NIX_REAPI_PROXY_PUSH_STRICT: '1' }));
+    const strict = await nixBuildWithHook(
+      derivationFile(),
+      clientEnv({ ...settings, NIX_REAPI_PROXY_PUSH_STRICT: '1' }),
+    );
     expect(strict.code).not.toBe(0);
     expect(strict.stderr).toMatch(/could not push \/nix\/store\/\S+-lib to http:\/\/127\.0\.0\.1:\d+: nix copy exited/);
     expect(strict.stderr).toContain('NIX_REAPI_PROXY_PUSH_STRICT=1: failing the build of /nix/store/');
@@ -228,14 +263,20 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
       const started = Date.now();
       const build = await nixBuildWithHook(
         derivationFile(),
-        clientEnv({ NIX_REAPI_PROXY_CACHE_URL: url, NIX_REAPI_PROXY_SECRET_KEY_FILE: secretKeyFile, NIX_REAPI_PROXY_PUSH_TIMEOUT: '2' }),
+        clientEnv({
+          NIX_REAPI_PROXY_CACHE_URL: url,
+          NIX_REAPI_PROXY_SECRET_KEY_FILE: secretKeyFile,
+          NIX_REAPI_PROXY_PUSH_TIMEOUT: '2',
+        }),
       );
       const seconds = (Date.now() - started) / 1000;
       expect(build.code, build.stderr).toBe(0);
       outputOf(build);
       // Two hook runs (lib, tool), each stopped after 2 s (SIGKILL 10 s later at worst).
       expect(seconds).toBeLessThan(40);
-      expect(build.stderr).toContain(`to ${url}: the push did not finish within NIX_REAPI_PROXY_PUSH_TIMEOUT=2s and was stopped.`);
+      expect(build.stderr).toContain(
+        `to ${url}: the push did not finish within NIX_REAPI_PROXY_PUSH_TIMEOUT=2s and was stopped.`,
+      );
     } finally {
       await silent.close();
     }
@@ -258,7 +299,11 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
       { OUT_PATHS: `${valid} --to file://${work}/elsewhere`, why: /refusing OUT_PATHS=|refusing to push/ },
       { OUT_PATHS: `${valid} ../../etc/passwd`, why: /refusing to push \.\.\/\.\.\/etc\/passwd/ },
       { OUT_PATHS: '/nix/store/../../etc/shadow', why: /refusing to push \/nix\/store\/\.\.\/\.\.\/etc\/shadow/ },
-      { OUT_PATHS: '', DRV_PATH: `/nix/store/x.drv; touch ${marker}`, why: /refusing DRV_PATH=.*not a \/nix\/store\/\.\.\.drv path/ },
+      {
+        OUT_PATHS: '',
+        DRV_PATH: `/nix/store/x.drv; touch ${marker}`,
+        why: /refusing DRV_PATH=.*not a \/nix\/store\/\.\.\.drv path/,
+      },
     ];
     for (const strict of ['', '1']) {
       for (const h of hostile) {
@@ -279,7 +324,9 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
       }
     }
     // The same stub runs when the input is well-formed (the check above is not vacuous).
-    const ok = await runHook(clientEnv({ NIX_REAPI_PROXY_CACHE_URL: cacheUrl, NIX_REAPI_PROXY_NIX: stubNix, OUT_PATHS: valid }));
+    const ok = await runHook(
+      clientEnv({ NIX_REAPI_PROXY_CACHE_URL: cacheUrl, NIX_REAPI_PROXY_NIX: stubNix, OUT_PATHS: valid }),
+    );
     expect(ok.code, ok.stderr).toBe(0);
     expect(readFileSync(ranFile, 'utf8')).toContain(`--to ${cacheUrl}?compression=zstd -- ${valid}`);
   }, 120_000);
@@ -287,13 +334,20 @@ describe.skipIf(!nixAvailable())('nix-push-hook.sh as post-build-hook', () => {
   it('a missing or bad setting is reported and does not fail the build', async () => {
     const unset = await runHook(clientEnv({ OUT_PATHS: absentStorePath('x') }));
     expect(unset.code).toBe(0);
-    expect(unset.stderr).toMatch(/NIX_REAPI_PROXY_CACHE_URL is not set: put NIX_REAPI_PROXY_CACHE_URL=https:\/\/PROXY:PORT/);
-    const query = await runHook(clientEnv({ OUT_PATHS: absentStorePath('x'), NIX_REAPI_PROXY_CACHE_URL: `${cacheUrl}?secret-key=/etc/shadow` }));
+    expect(unset.stderr).toMatch(
+      /NIX_REAPI_PROXY_CACHE_URL is not set: put NIX_REAPI_PROXY_CACHE_URL=https:\/\/PROXY:PORT/,
+    );
+    const query = await runHook(
+      clientEnv({ OUT_PATHS: absentStorePath('x'), NIX_REAPI_PROXY_CACHE_URL: `${cacheUrl}?secret-key=/etc/shadow` }),
+    );
     expect(query.code).toBe(0);
     expect(query.stderr).toMatch(/it must be http\(s\):\/\/HOST\[:PORT\]\[\/PATH\], without credentials .* or a query/);
     const envFile = join(work, 'bad.env');
     writeFileSync(envFile, `NIX_REAPI_PROXY_CACHE_URL=${cacheUrl}\nNIX_REAPI_PROXY_PUSH_STRICT=1\nPATH=/tmp/evil\n`);
-    const badFile = await runHook({ ...clientEnv({ OUT_PATHS: absentStorePath('x') }), NIX_REAPI_PROXY_PUSH_ENV_FILE: envFile });
+    const badFile = await runHook({
+      ...clientEnv({ OUT_PATHS: absentStorePath('x') }),
+      NIX_REAPI_PROXY_PUSH_ENV_FILE: envFile,
+    });
     // STRICT from the same file counts, wherever it is.
     expect(badFile.code).toBe(1);
     expect(badFile.stderr).toContain('line 3 sets PATH, which is not a setting of this hook');

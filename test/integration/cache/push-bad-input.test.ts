@@ -5,7 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkHealth } from '../../../src/server/health-check-client';
-import { narInfoText, partialPut, preparePush, putNar, putNarInfo, rawPutStatus, request, signed, type PreparedPush } from '../../support/cache-http';
+import {
+  narInfoText,
+  partialPut,
+  preparePush,
+  putNar,
+  putNarInfo,
+  rawPutStatus,
+  request,
+  signed,
+  type PreparedPush,
+} from '../../support/cache-http';
 import { importsSettled } from '../../support/cache-imports';
 import { run as runProcess } from '../../support/e2e-process';
 import { runBytesWithInput } from '../../support/nix-run-bytes';
@@ -56,17 +66,29 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
     await run('nix-store', ['--generate-binary-cache-key', 'dev-1', secretFile, publicFile]);
     secretKey = readFileSync(secretFile, 'utf8').trim();
     const tokens = join(work, 'tokens');
-    writeFileSync(tokens, `pusher:${TOKEN} push\nquota:${QUOTA_TOKEN} push\nunsigned:${UNSIGNED_TOKEN} push-unsigned\n`);
+    writeFileSync(
+      tokens,
+      `pusher:${TOKEN} push\nquota:${QUOTA_TOKEN} push\nunsigned:${UNSIGNED_TOKEN} push-unsigned\n`,
+    );
     proxy = await startProxy([
-      '--upstream', 'grpc://127.0.0.1:1',
-      '--shared-store', store,
-      '--cache-listen', '127.0.0.1:0',
-      '--auth-tokens-file', tokens,
-      '--trusted-public-key', readFileSync(publicFile, 'utf8').trim(),
-      '--cache-staging-dir', staging,
-      '--cache-staging-budget', '2MiB',
-      '--cache-upload-idle-timeout', '1500ms',
-      '--limits-client-pushed-bytes-per-hour', String(QUOTA),
+      '--upstream',
+      'grpc://127.0.0.1:1',
+      '--shared-store',
+      store,
+      '--cache-listen',
+      '127.0.0.1:0',
+      '--auth-tokens-file',
+      tokens,
+      '--trusted-public-key',
+      readFileSync(publicFile, 'utf8').trim(),
+      '--cache-staging-dir',
+      staging,
+      '--cache-staging-budget',
+      '2MiB',
+      '--cache-upload-idle-timeout',
+      '1500ms',
+      '--limits-client-pushed-bytes-per-hour',
+      String(QUOTA),
     ]);
     base = proxy.cacheUrl!;
   }, 120_000);
@@ -129,11 +151,16 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
     const s = await putNarInfo(base, p.hash, narInfoText(signed(wrongSize, secretKey)), TOKEN);
     expect(s.status).toBe(400);
     expect(s.body).toMatch(/NarSize \d+ does not match the uploaded NAR/);
-    expect(proxy.logLines().slice(from).some((l) => l.msg === 'importing pushed paths into the shared store')).toBe(false);
+    expect(
+      proxy
+        .logLines()
+        .slice(from)
+        .some((l) => l.msg === 'importing pushed paths into the shared store'),
+    ).toBe(false);
     await nothingValid(a);
   });
 
-  it('a compressed NAR whose NarHash is wrong: accepted, Nix refuses the import, the next push of it gets 400 with Nix\'s reason, and a dependent is refused', async () => {
+  it("a compressed NAR whose NarHash is wrong: accepted, Nix refuses the import, the next push of it gets 400 with Nix's reason, and a dependent is refused", async () => {
     const a = await fresh('xz-narhash');
     const plain = await preparePush(a, []);
     const xz = await runBytesWithInput('xz', ['-c', '-1'], plain.nar);
@@ -142,7 +169,14 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
       ...plain,
       nar: xz,
       fileName: `${b32}.nar.xz`,
-      info: { ...plain.info, url: `nar/${b32}.nar.xz`, compression: 'xz', fileHash: `sha256:${b32}`, fileSize: xz.length, narHash: `sha256:${'0'.repeat(52)}` },
+      info: {
+        ...plain.info,
+        url: `nar/${b32}.nar.xz`,
+        compression: 'xz',
+        fileHash: `sha256:${b32}`,
+        fileSize: xz.length,
+        narHash: `sha256:${'0'.repeat(52)}`,
+      },
     };
     expect((await putNar(base, p, TOKEN)).status).toBe(200);
     const from = proxy.logLines().length;
@@ -150,7 +184,10 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
     // Answered before the import (a NarHash inside a compressed NAR is Nix's to check).
     expect(first.status, first.body).toBe(200);
     await importsSettled(proxy, [a], from);
-    const failure = proxy.logLines().slice(from).find((l) => l.msg === 'pushed path not imported');
+    const failure = proxy
+      .logLines()
+      .slice(from)
+      .find((l) => l.msg === 'pushed path not imported');
     expect(String(failure?.why)).toMatch(/hash mismatch importing path/);
     await nothingValid(a);
 
@@ -158,7 +195,9 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
     const d = await staged(dependent, [a]);
     const refused = await putNarInfo(base, d.hash, narInfoText(signed(d.info, secretKey)), TOKEN);
     expect(refused.status).toBe(400);
-    expect(refused.body).toMatch(new RegExp(`its reference ${a} was pushed but could not be imported \\(.*hash mismatch importing path`));
+    expect(refused.body).toMatch(
+      new RegExp(`its reference ${a} was pushed but could not be imported \\(.*hash mismatch importing path`),
+    );
 
     const again = await putNarInfo(base, p.hash, narInfoText(signed(p.info, secretKey)), TOKEN);
     expect(again.status).toBe(400);
@@ -170,7 +209,12 @@ describe.skipIf(!nixAvailable())('binary cache: bad pushes', () => {
   it('FileHash and FileSize that do not match the upload, and a NAR that does not hash to its name: 400', async () => {
     const a = await fresh('filehash');
     const p = await staged(a);
-    const fh = await putNarInfo(base, p.hash, narInfoText(signed({ ...p.info, fileHash: `sha256:${'1'.repeat(52)}` }, secretKey)), TOKEN);
+    const fh = await putNarInfo(
+      base,
+      p.hash,
+      narInfoText(signed({ ...p.info, fileHash: `sha256:${'1'.repeat(52)}` }, secretKey)),
+      TOKEN,
+    );
     expect(fh.status).toBe(400);
     expect(fh.body).toMatch(/FileHash .* does not match the uploaded/);
     const fs = await putNarInfo(base, p.hash, narInfoText(signed({ ...p.info, fileSize: 1 }, secretKey)), TOKEN);

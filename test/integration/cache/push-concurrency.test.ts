@@ -29,11 +29,16 @@ let proxy: ProxyProcess | undefined;
 
 function proxyArgs(): string[] {
   return [
-    '--upstream', 'grpc://127.0.0.1:1',
-    '--shared-store', store,
-    '--cache-listen', '127.0.0.1:0',
-    '--auth-tokens-file', tokens,
-    '--cache-staging-dir', staging,
+    '--upstream',
+    'grpc://127.0.0.1:1',
+    '--shared-store',
+    store,
+    '--cache-listen',
+    '127.0.0.1:0',
+    '--auth-tokens-file',
+    tokens,
+    '--cache-staging-dir',
+    staging,
   ];
 }
 
@@ -77,7 +82,11 @@ describe.skipIf(!nixAvailable())('binary cache: concurrent pushes and a killed i
         { name: 'base', files: { f: 'base' } },
         { name: 'mid', deps: ['base'], files: { f: 'mid @dep:base@' } },
         { name: 'lib', deps: ['mid'], files: { f: 'lib @dep:mid@' } },
-        ...Array.from({ length: CLIENTS }, (_, i) => ({ name: `pair${i}`, deps: ['lib'], files: { f: `pair ${i} @dep:lib@` } })),
+        ...Array.from({ length: CLIENTS }, (_, i) => ({
+          name: `pair${i}`,
+          deps: ['lib'],
+          files: { f: `pair ${i} @dep:lib@` },
+        })),
         ...Array.from({ length: CLIENTS }, (_, i) => ({
           name: `top${i}`,
           deps: [`pair${i}`, `pair${(i + 1) % CLIENTS}`],
@@ -92,12 +101,21 @@ describe.skipIf(!nixAvailable())('binary cache: concurrent pushes and a killed i
       const from = proxy!.logLines().length;
       const results = await Promise.all(
         tops.map((top, i) =>
-          nixCopyTo(makeNixClient(join(work, `client-${round}-${i}`), { token: TOKEN, defaultNarinfoTtls: true }), `${proxy!.cacheUrl}?compression=${i % 2 ? 'zstd' : 'none'}`, [top]),
+          nixCopyTo(
+            makeNixClient(join(work, `client-${round}-${i}`), { token: TOKEN, defaultNarinfoTtls: true }),
+            `${proxy!.cacheUrl}?compression=${i % 2 ? 'zstd' : 'none'}`,
+            [top],
+          ),
         ),
       );
       for (const r of results) expect(r.code, r.stderr).toBe(0);
       await importsSettled(proxy!, everything, from);
-      expect(proxy!.logLines().slice(from).filter((l) => l.msg === 'pushed path not imported')).toEqual([]);
+      expect(
+        proxy!
+          .logLines()
+          .slice(from)
+          .filter((l) => l.msg === 'pushed path not imported'),
+      ).toEqual([]);
       expect(await validIn(store, everything)).toEqual(new Set(everything));
       for (const [p, n] of importCounts(proxy!, everything, from)) expect(n, `${p} imported ${n} times`).toBe(1);
       // Every import's staged NAR is gone; a duplicate upload of an imported path left nothing either.
@@ -114,9 +132,18 @@ describe.skipIf(!nixAvailable())('binary cache: concurrent pushes and a killed i
     const { top } = await buildPaths([{ name: 'top', deps: [big], files: { f: `uses ${big}` } }]);
 
     const from = proxy!.logLines().length;
-    const pushing = nixCopyTo(makeNixClient(join(work, 'client-kill'), { token: TOKEN }), `${proxy!.cacheUrl}?compression=none`, [top!]);
+    const pushing = nixCopyTo(
+      makeNixClient(join(work, 'client-kill'), { token: TOKEN }),
+      `${proxy!.cacheUrl}?compression=none`,
+      [top!],
+    );
     const deadline = Date.now() + 120_000;
-    while (!proxy!.logLines().slice(from).some((l) => l.msg === 'importing pushed paths into the shared store' && l.first === big)) {
+    while (
+      !proxy!
+        .logLines()
+        .slice(from)
+        .some((l) => l.msg === 'importing pushed paths into the shared store' && l.first === big)
+    ) {
       if (Date.now() > deadline) throw new Error(`the import of ${big} never started:\n${proxy!.logs().slice(-4000)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -138,9 +165,17 @@ describe.skipIf(!nixAvailable())('binary cache: concurrent pushes and a killed i
     expect(stagedFiles()).toEqual([]);
     // And the push, run again, completes.
     const from2 = proxy.logLines().length;
-    const again = await nixCopyTo(makeNixClient(join(work, 'client-again'), { token: TOKEN }), `${proxy.cacheUrl}?compression=none`, [top!]);
+    const again = await nixCopyTo(
+      makeNixClient(join(work, 'client-again'), { token: TOKEN }),
+      `${proxy.cacheUrl}?compression=none`,
+      [top!],
+    );
     expect(again.code, again.stderr).toBe(0);
-    await importsSettled(proxy, [big, top!].filter((p) => !valid.has(p)), from2);
+    await importsSettled(
+      proxy,
+      [big, top!].filter((p) => !valid.has(p)),
+      from2,
+    );
     expect(await validIn(store, [big, top!])).toEqual(new Set([big, top!]));
   }, 300_000);
 });

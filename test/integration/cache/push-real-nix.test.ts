@@ -54,20 +54,32 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     await run('nix-store', ['--generate-binary-cache-key', 'dev-1', secretKeyFile, publicKeyFile]);
     publicKey = readFileSync(publicKeyFile, 'utf8').trim();
     const tokens = join(work, 'tokens');
-    writeFileSync(tokens, `signer:${TOKENS.signer} push\nunsigned:${TOKENS.unsigned} push-unsigned\nreader:${TOKENS.reader}\n`);
+    writeFileSync(
+      tokens,
+      `signer:${TOKENS.signer} push\nunsigned:${TOKENS.unsigned} push-unsigned\nreader:${TOKENS.reader}\n`,
+    );
     proxy = await startProxy([
-      '--upstream', 'grpc://127.0.0.1:1',
-      '--shared-store', store,
-      '--cache-listen', '127.0.0.1:0',
-      '--auth-tokens-file', tokens,
-      '--trusted-public-key', publicKey,
-      '--cache-staging-dir', join(work, 'staging'),
+      '--upstream',
+      'grpc://127.0.0.1:1',
+      '--shared-store',
+      store,
+      '--cache-listen',
+      '127.0.0.1:0',
+      '--auth-tokens-file',
+      tokens,
+      '--trusted-public-key',
+      publicKey,
+      '--cache-staging-dir',
+      join(work, 'staging'),
     ]);
     cacheUrl = proxy.cacheUrl!;
     expect(cacheUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     // Tokens over plaintext: said once at start, naming both listeners.
     const warning = proxy.logLines().find((l) => String(l.msg).startsWith('tokens are checked on plaintext listeners'));
-    expect(warning?.listeners).toEqual([expect.stringMatching(/^the gRPC listener 127\.0\.0\.1:0$/), expect.stringMatching(/^the binary cache 127\.0\.0\.1:0$/)]);
+    expect(warning?.listeners).toEqual([
+      expect.stringMatching(/^the gRPC listener 127\.0\.0\.1:0$/),
+      expect.stringMatching(/^the binary cache 127\.0\.0\.1:0$/),
+    ]);
   }, 120_000);
 
   afterAll(async () => {
@@ -78,7 +90,7 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
   it('a signed push of a closure with a path over 50 MiB makes every path valid and rooted; a second push uploads nothing', async () => {
     const paths = await buildPaths([
       { name: 'lib', files: { 'lib.txt': 'a library' } },
-      { name: 'big', files: { 'note': 'big' } },
+      { name: 'big', files: { note: 'big' } },
       { name: 'tool', deps: ['lib'], files: { 'bin/tool': '#!/bin/sh\necho @dep:lib@\n' }, executable: ['bin/tool'] },
       { name: 'wrapper', deps: ['tool', 'big'], files: { 'bin/cc': 'exec @dep:tool@/bin/tool\n' } },
     ]);
@@ -88,7 +100,9 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     const blob = join(bigDir, 'blob');
     await run('/bin/sh', ['-c', `head -c 62914560 /dev/urandom > '${blob}'`]);
     const big = (await run('nix-store', ['--add', blob])).trim();
-    const top = (await buildPaths([{ name: 'top', deps: [paths.wrapper!, big], files: { use: `${paths.wrapper} ${big}` } }])).top!;
+    const top = (
+      await buildPaths([{ name: 'top', deps: [paths.wrapper!, big], files: { use: `${paths.wrapper} ${big}` } }])
+    ).top!;
     const closure = await closureOf('local', top);
     expect(closure).toContain(big);
     expect(closure.length).toBeGreaterThanOrEqual(6);
@@ -115,7 +129,9 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     const refused = await nixCopyTo(client('signer', TOKENS.signer), cacheUrl, [p!]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/403/);
-    const log = proxy.logLines().find((l) => l.msg === 'binary cache request refused' && l.status === 403 && String(l.why).includes(p!));
+    const log = proxy
+      .logLines()
+      .find((l) => l.msg === 'binary cache request refused' && l.status === 403 && String(l.why).includes(p!));
     expect(String(log?.why)).toMatch(/carries no signature.*push-unsigned/);
     expect(await validIn(store, [p!])).toEqual(new Set());
 
@@ -134,7 +150,10 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     expect(none.code).not.toBe(0);
     // Nix reports a refused /nix-cache-info as "does not appear to be a binary cache"; the proxy logs why.
     expect(none.stderr).toMatch(/does not appear to be a binary cache|401/);
-    const refusal = proxy.logLines().slice(from).find((l) => l.msg === 'binary cache request refused');
+    const refusal = proxy
+      .logLines()
+      .slice(from)
+      .find((l) => l.msg === 'binary cache request refused');
     expect(refusal).toMatchObject({ status: 401, url: '/nix-cache-info' });
     expect(String(refusal?.why)).toMatch(/needs a token.*netrc/);
     const reader = await nixCopyTo(client('reader', TOKENS.reader), cacheUrl, [q!]);
@@ -151,7 +170,9 @@ describe.skipIf(!nixAvailable())('binary cache push with real Nix', () => {
     await importsSettled(proxy, [r!], from);
     const dest = await makeChrootStore(join(work, 'reader-store'));
     const reader = client('reader', TOKENS.reader);
-    const got = await runProcess('nix', ['copy', '--no-check-sigs', '--from', cacheUrl, '--to', dest, r!], { env: reader.env });
+    const got = await runProcess('nix', ['copy', '--no-check-sigs', '--from', cacheUrl, '--to', dest, r!], {
+      env: reader.env,
+    });
     expect(got.code, got.stderr).toBe(0);
     expect(await validIn(dest, [r!])).toEqual(new Set([r]));
     expect(lstatSync(join(dest, r!)).isDirectory()).toBe(true);

@@ -22,18 +22,25 @@ describe('nix-reapi-proxy: configuration problems', () => {
     const result = run(['--shared-store', dir, '--substituter', 'file:///x?foo=bar']);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('invalid configuration (1 problem)');
-    expect(result.stderr).toContain('--substituter: item "file:///x?foo=bar" has setting foo, which file stores do not take');
+    expect(result.stderr).toContain(
+      '--substituter: item "file:///x?foo=bar" has setting foo, which file stores do not take',
+    );
     expect(result.stderr).not.toMatch(/\n\s+at /);
     expect(result.stdout).not.toContain('listening');
   });
 
   it('lists every problem at once: store URLs, upstream, keys and addresses', () => {
     const result = run([
-      '--shared-store', 'file:///cache',
-      '--substituter', 'ftp://x',
-      '--trusted-public-key', 'no-key',
-      '--upstream', 'grpc://host',
-      '--metrics-listen', 'nowhere',
+      '--shared-store',
+      'file:///cache',
+      '--substituter',
+      'ftp://x',
+      '--trusted-public-key',
+      'no-key',
+      '--upstream',
+      'grpc://host',
+      '--metrics-listen',
+      'nowhere',
     ]);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('invalid configuration (5 problems)');

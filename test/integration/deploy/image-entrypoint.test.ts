@@ -34,7 +34,8 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'image-entrypoint-'));
 const configDir = path.join(dir, 'etc-nix-reapi-proxy');
 const store = path.join(dir, 'shared-store');
 /** Image paths to where the same files are here. */
-const local = (p: string) => p.replace(IMAGE_APP, REPO_ROOT).replace(CONFIG_DIR, configDir).replace('/home/nix-reapi-proxy', dir);
+const local = (p: string) =>
+  p.replace(IMAGE_APP, REPO_ROOT).replace(CONFIG_DIR, configDir).replace('/home/nix-reapi-proxy', dir);
 
 let upstream: RawServer;
 let proxy: ProxyProcess | undefined;
@@ -42,11 +43,15 @@ let proxy: ProxyProcess | undefined;
 beforeAll(async () => {
   // The ConfigMap mounted at /etc/nix-reapi-proxy, file for file.
   mkdirSync(configDir);
-  for (const [name, text] of Object.entries(configMap.data as Record<string, string>)) writeFileSync(path.join(configDir, name), text);
+  for (const [name, text] of Object.entries(configMap.data as Record<string, string>))
+    writeFileSync(path.join(configDir, name), text);
   mkdirSync(path.join(store, 'nix', 'store'), { recursive: true });
   await run('nix-store', ['--store', store, '--init']);
   upstream = await startRawServer({
-    '/build.bazel.remote.execution.v2.Capabilities/GetCapabilities': { kind: 'unary', handle: () => Buffer.from(T.ServerCapabilities.encode({}).finish()) },
+    '/build.bazel.remote.execution.v2.Capabilities/GetCapabilities': {
+      kind: 'unary',
+      handle: () => Buffer.from(T.ServerCapabilities.encode({}).finish()),
+    },
   });
 });
 
@@ -72,16 +77,23 @@ describe('the image entrypoint with the Kubernetes config', () => {
   it('starts a proxy that the image HEALTHCHECK finds SERVING, and that counts calls', async () => {
     const args = (container.args as string[]).map(local);
     expect(args).toEqual(execForm(only(runtime, 'CMD')).map(local));
-    const env = Object.fromEntries((container.env as Array<{ name: string; value: string }>).map((e) => [e.name, local(e.value)]));
+    const env = Object.fromEntries(
+      (container.env as Array<{ name: string; value: string }>).map((e) => [e.name, local(e.value)]),
+    );
     expect(env.NIX_SSHOPTS).toBe(`-F ${configDir}/ssh_config`);
     proxy = await startProxy(
       [
         ...args,
-        '--listen', '127.0.0.1:0',
-        '--metrics-listen', '127.0.0.1:0',
-        '--upstream', `grpc://127.0.0.1:${upstream.port}`,
-        '--shared-store', store,
-        '--visible-at', path.join(store, 'nix', 'store'),
+        '--listen',
+        '127.0.0.1:0',
+        '--metrics-listen',
+        '127.0.0.1:0',
+        '--upstream',
+        `grpc://127.0.0.1:${upstream.port}`,
+        '--shared-store',
+        store,
+        '--visible-at',
+        path.join(store, 'nix', 'store'),
       ],
       { env: { ...env, NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
     );
@@ -94,7 +106,9 @@ describe('the image entrypoint with the Kubernetes config', () => {
     // (0.0.0.0:8980 in the container); here that setting points at this proxy.
     const [program, ...rest] = healthcheckCommand();
     expect(program).toBe('node');
-    const health = await run(process.execPath, rest, { env: { ...process.env, NIX_REAPI_PROXY_LISTEN: proxy.endpoint } });
+    const health = await run(process.execPath, rest, {
+      env: { ...process.env, NIX_REAPI_PROXY_LISTEN: proxy.endpoint },
+    });
     expect(health.stdout.trim()).toBe(`grpc://${proxy.endpoint}: SERVING`);
     // As in `kubectl exec ... health --address`, from docs/deployment.md.
     const byAddress = await run(process.execPath, [CLI, 'health', '--address', proxy.endpoint]);
@@ -108,7 +122,11 @@ describe('the image entrypoint with the Kubernetes config', () => {
     }
     const P = 'nix_reapi_proxy_calls_total';
     const healthChecks = { service: 'grpc.health.v1.Health', method: 'Check', code: 'OK' };
-    const capabilities = { service: 'build.bazel.remote.execution.v2.Capabilities', method: 'GetCapabilities', code: 'OK' };
+    const capabilities = {
+      service: 'build.bazel.remote.execution.v2.Capabilities',
+      method: 'GetCapabilities',
+      code: 'OK',
+    };
     const s = await scrapeUntil(metrics, (x) => valueOf(x, P, healthChecks) >= 2 && valueOf(x, P, capabilities) >= 1);
     expect(valueOf(s, P, healthChecks)).toBe(2);
     expect(valueOf(s, P, capabilities)).toBe(1);
@@ -118,7 +136,9 @@ describe('the image entrypoint with the Kubernetes config', () => {
     const endpoint = proxy!.endpoint;
     expect(await proxy!.stop(1000)).toBe(0);
     const [, ...rest] = healthcheckCommand();
-    const failed = await run(process.execPath, rest, { env: { ...process.env, NIX_REAPI_PROXY_LISTEN: endpoint } }).then(
+    const failed = await run(process.execPath, rest, {
+      env: { ...process.env, NIX_REAPI_PROXY_LISTEN: endpoint },
+    }).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
     );

@@ -49,7 +49,8 @@ function capabilities(functions: number[]): Record<string, unknown> {
 
 async function startStack(functions: number[], options: { batchRead?: boolean } = {}): Promise<Stack> {
   const fake = new FakeUpstream({ capabilities: capabilities(functions) });
-  if (options.batchRead === false) fake.script(PATHS.BatchReadBlobs, { status: { code: Code.UNIMPLEMENTED, message: 'no batch' } }, Infinity);
+  if (options.batchRead === false)
+    fake.script(PATHS.BatchReadBlobs, { status: { code: Code.UNIMPLEMENTED, message: 'no batch' } }, Infinity);
   const started = await fake.start();
   const logger = testLogger();
   const config: Config = {
@@ -58,10 +59,19 @@ async function startStack(functions: number[], options: { batchRead?: boolean } 
     progressIntervalMs: 20,
   };
   const target = config.upstream;
-  const pool = new UpstreamPool(target, { connections: 1, connectTimeoutMs: 5000, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000, tls: {} }, logger);
+  const pool = new UpstreamPool(
+    target,
+    { connections: 1, connectTimeoutMs: 5000, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000, tls: {} },
+    logger,
+  );
   const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
   const casClient = createCasClient(target, { maxResponseBytes: config.maxMessageBytes, keepalive: config.keepalive });
-  const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: target.url, maxResponseBytes: config.maxMessageBytes, logger });
+  const casReader = new GrpcCasReader({
+    client: casClient,
+    upstreamLabel: target.url,
+    maxResponseBytes: config.maxMessageBytes,
+    logger,
+  });
   const digestFunctions = new UpstreamDigestFunctions({ fetch: grpcCapabilitiesFetch(casClient), logger });
   const ensurer = new FakeEnsurer();
   ensurer.auto = {};
@@ -73,7 +83,11 @@ async function startStack(functions: number[], options: { batchRead?: boolean } 
     maxMessageBytes: config.maxMessageBytes,
     logger,
   });
-  const server = new ProxyServer({ host: '127.0.0.1', port: 0, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000 }, router, logger);
+  const server = new ProxyServer(
+    { host: '127.0.0.1', port: 0, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000 },
+    router,
+    logger,
+  );
   const address = await server.listen();
   const client = new grpc.Client(`127.0.0.1:${address.port}`, grpc.credentials.createInsecure());
   return {
@@ -92,7 +106,8 @@ async function startStack(functions: number[], options: { batchRead?: boolean } 
 
 /** An action whose script references two store paths, every blob stored under `fn`'s digest. */
 function putAction(fake: FakeUpstream, fn: 'blake3' | 'sha256', salt: string): { action: Digest; blobs: Digest[] } {
-  const put = (data: string | Buffer): Digest => (fn === 'blake3' ? fake.putBlake3Blob(data, INSTANCE) : fake.putBlob(data, INSTANCE));
+  const put = (data: string | Buffer): Digest =>
+    fn === 'blake3' ? fake.putBlake3Blob(data, INSTANCE) : fake.putBlob(data, INSTANCE);
   const script = put(`#!${P.bash}/bin/sh\nexec ${P.clang}/bin/cc "$@" # ${salt}\n`);
   const root = put(directoryBytes({ files: [{ name: 'cc', digest: script, executable: true }] }));
   const command = put(Buffer.from(T.Command.encode({ arguments: ['./cc', salt] }).finish()));
@@ -102,14 +117,25 @@ function putAction(fake: FakeUpstream, fn: 'blake3' | 'sha256', salt: string): {
 
 function executeRequest(action: Digest, digestFunction?: number): Buffer {
   return Buffer.from(
-    T.ExecuteRequest.encode({ instanceName: INSTANCE, actionDigest: action, ...(digestFunction !== undefined ? { digestFunction } : {}) }).finish(),
+    T.ExecuteRequest.encode({
+      instanceName: INSTANCE,
+      actionDigest: action,
+      ...(digestFunction !== undefined ? { digestFunction } : {}),
+    }).finish(),
   );
 }
 
 function runExecute(stack: Stack, request: Buffer): Promise<{ status: grpc.StatusObject; messages: Buffer[] }> {
-  const call = stack.client.makeServerStreamRequest<Buffer, Buffer>(EXECUTE_PATH, (b) => b, (b) => b, request, new grpc.Metadata(), {
-    deadline: Date.now() + 20_000,
-  });
+  const call = stack.client.makeServerStreamRequest<Buffer, Buffer>(
+    EXECUTE_PATH,
+    (b) => b,
+    (b) => b,
+    request,
+    new grpc.Metadata(),
+    {
+      deadline: Date.now() + 20_000,
+    },
+  );
   const messages: Buffer[] = [];
   call.on('data', (m: Buffer) => messages.push(m));
   call.on('error', () => undefined);
@@ -117,12 +143,18 @@ function runExecute(stack: Stack, request: Buffer): Promise<{ status: grpc.Statu
 }
 
 /** Every digest the proxy asked the fake for: BatchReadBlobs (with its digest_function) and ByteStream resource names. */
-function casReads(fake: FakeUpstream, since: { batch: number; read: number }): { batch: Array<{ fn: number; hashes: string[] }>; names: string[] } {
+function casReads(
+  fake: FakeUpstream,
+  since: { batch: number; read: number },
+): { batch: Array<{ fn: number; hashes: string[] }>; names: string[] } {
   const batch = fake
     .calls(PATHS.BatchReadBlobs)
     .slice(since.batch)
     .map((c) => {
-      const r = T.BatchReadBlobsRequest.decode(c.requests[0]!) as unknown as { digestFunction: number; digests: Array<{ hash: string }> };
+      const r = T.BatchReadBlobsRequest.decode(c.requests[0]!) as unknown as {
+        digestFunction: number;
+        digests: Array<{ hash: string }>;
+      };
       return { fn: r.digestFunction, hashes: r.digests.map((d) => d.hash) };
     });
   const names = fake
@@ -133,7 +165,11 @@ function casReads(fake: FakeUpstream, since: { batch: number; read: number }): {
 }
 
 function marks(fake: FakeUpstream): { batch: number; read: number; execute: number } {
-  return { batch: fake.calls(PATHS.BatchReadBlobs).length, read: fake.calls(PATHS.Read).length, execute: fake.calls(PATHS.Execute).length };
+  return {
+    batch: fake.calls(PATHS.BatchReadBlobs).length,
+    read: fake.calls(PATHS.Read).length,
+    execute: fake.calls(PATHS.Execute).length,
+  };
 }
 
 describe('upstream announcing only BLAKE3', () => {
@@ -146,27 +182,30 @@ describe('upstream announcing only BLAKE3', () => {
   it.each<[string, number | undefined]>([
     ['digest_function unset', undefined],
     ['digest_function BLAKE3', BLAKE3],
-  ])('prepares (BLAKE3-verified) and forwards an Execute with %s, finding the store paths of its tree', async (_name, fn) => {
-    const { fake, ensurer } = stack;
-    const { action, blobs } = putAction(fake, 'blake3', `b3-${String(fn)}`);
-    const before = marks(fake);
-    const ensured = ensurer.calls.length;
-    const request = executeRequest(action, fn);
-    const { status, messages } = await runExecute(stack, request);
-    expect(status.code, status.details).toBe(Code.OK);
-    expect(messages.length).toBeGreaterThan(0);
+  ])(
+    'prepares (BLAKE3-verified) and forwards an Execute with %s, finding the store paths of its tree',
+    async (_name, fn) => {
+      const { fake, ensurer } = stack;
+      const { action, blobs } = putAction(fake, 'blake3', `b3-${String(fn)}`);
+      const before = marks(fake);
+      const ensured = ensurer.calls.length;
+      const request = executeRequest(action, fn);
+      const { status, messages } = await runExecute(stack, request);
+      expect(status.code, status.details).toBe(Code.OK);
+      expect(messages.length).toBeGreaterThan(0);
 
-    expect([...ensurer.calls[ensured]!.paths].sort()).toEqual([P.bash, P.clang].sort());
-    const executes = fake.calls(PATHS.Execute).slice(before.execute);
-    expect(executes).toHaveLength(1);
-    expect(executes[0]!.requests[0]!.equals(request)).toBe(true);
+      expect([...ensurer.calls[ensured]!.paths].sort()).toEqual([P.bash, P.clang].sort());
+      const executes = fake.calls(PATHS.Execute).slice(before.execute);
+      expect(executes).toHaveLength(1);
+      expect(executes[0]!.requests[0]!.equals(request)).toBe(true);
 
-    const reads = casReads(fake, before);
-    expect(reads.batch.flatMap((b) => b.hashes).sort()).toEqual(blobs.map((b) => b.hash).sort());
-    // The proxy names BLAKE3 in its reads whether or not the client did.
-    for (const b of reads.batch) expect(b.fn).toBe(BLAKE3);
-    expect(fake.calls(PATHS.GetCapabilities).length).toBe(1);
-  });
+      const reads = casReads(fake, before);
+      expect(reads.batch.flatMap((b) => b.hashes).sort()).toEqual(blobs.map((b) => b.hash).sort());
+      // The proxy names BLAKE3 in its reads whether or not the client did.
+      for (const b of reads.batch) expect(b.fn).toBe(BLAKE3);
+      expect(fake.calls(PATHS.GetCapabilities).length).toBe(1);
+    },
+  );
 
   it('uses blake3/ ByteStream resource names when the upstream has no BatchReadBlobs', async () => {
     const s = await startStack([BLAKE3], { batchRead: false });

@@ -56,7 +56,9 @@ class RecordingLeases {
   }
 }
 
-function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: number; leases?: RecordingLeases } = {}): Setup {
+function setup(
+  overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: number; leases?: RecordingLeases } = {},
+): Setup {
   const config: Config = {
     ...DEFAULTS,
     sharedStore: sharedStoreUrl('/unused'),
@@ -66,7 +68,12 @@ function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: 
   const ensurer = new FakeEnsurer();
   const upstream = new FakeUpstreamCaller();
   const logger = testLogger();
-  const casReader = new GrpcCasReader({ client, upstreamLabel: 'grpc://fake', maxResponseBytes: config.maxMessageBytes, logger });
+  const casReader = new GrpcCasReader({
+    client,
+    upstreamLabel: 'grpc://fake',
+    maxResponseBytes: config.maxMessageBytes,
+    logger,
+  });
   const service = createExecuteService({
     casReader,
     ensurer,
@@ -80,12 +87,21 @@ function setup(overrides: { limits?: Partial<Config['limits']>; detachGraceMs?: 
 }
 
 /** An action whose command and input tree reference store paths; a unique salt keeps memo hits out. */
-function putAction(salt: string, extra: { missingFile?: boolean } = {}): { request: Buffer; action: Digest; root: Digest; expected: string[] } {
+function putAction(
+  salt: string,
+  extra: { missingFile?: boolean } = {},
+): { request: Buffer; action: Digest; root: Digest; expected: string[] } {
   const script = Buffer.from(`#!${P.bash}/bin/sh\nexec ${P.clang}/bin/cc "$@" # ${salt}\n`);
   const scriptDigest = extra.missingFile ? sha256Digest(script) : fake.putBlob(script, INSTANCE);
-  const lib = fake.putBlob(directoryBytes({ symlinks: [{ name: 'libc.so', target: `${P.glibc}/lib/libc.so.6` }] }), INSTANCE);
+  const lib = fake.putBlob(
+    directoryBytes({ symlinks: [{ name: 'libc.so', target: `${P.glibc}/lib/libc.so.6` }] }),
+    INSTANCE,
+  );
   const root = fake.putBlob(
-    directoryBytes({ files: [{ name: `cc-${salt}`, digest: scriptDigest, executable: true }], dirs: [{ name: 'lib', digest: lib }] }),
+    directoryBytes({
+      files: [{ name: `cc-${salt}`, digest: scriptDigest, executable: true }],
+      dirs: [{ name: 'lib', digest: lib }],
+    }),
     INSTANCE,
   );
   const command = fake.putMessage(
@@ -96,7 +112,11 @@ function putAction(salt: string, extra: { missingFile?: boolean } = {}): { reque
     },
     INSTANCE,
   );
-  const action = fake.putMessage('build.bazel.remote.execution.v2.Action', { commandDigest: command, inputRootDigest: root }, INSTANCE);
+  const action = fake.putMessage(
+    'build.bazel.remote.execution.v2.Action',
+    { commandDigest: command, inputRootDigest: root },
+    INSTANCE,
+  );
   const encoded = Buffer.from(
     T.ExecuteRequest.encode({ instanceName: INSTANCE, actionDigest: action, skipCacheLookup: true }).finish(),
   );
@@ -134,7 +154,10 @@ describe('Execute', () => {
     expect(first.name.startsWith(`${INSTANCE}/operations/`)).toBe(true);
     expect(first.done).toBe(false);
     expect(stageOf(first as never)).toBe(Stage.QUEUED);
-    const md = T.ExecuteOperationMetadata.toObject(T.ExecuteOperationMetadata.decode((first as never as { metadata: { value: Uint8Array } }).metadata.value), { longs: Number }) as { actionDigest: Digest };
+    const md = T.ExecuteOperationMetadata.toObject(
+      T.ExecuteOperationMetadata.decode((first as never as { metadata: { value: Uint8Array } }).metadata.value),
+      { longs: Number },
+    ) as { actionDigest: Digest };
     expect(md.actionDigest).toEqual(action);
 
     const ensure = await ensurer.nth(0);
@@ -168,8 +191,16 @@ describe('Execute', () => {
     ensurer.auto = {};
     const { request, root } = putAction('memo');
     // The same input tree under another Command: a different action.
-    const command = fake.putMessage('build.bazel.remote.execution.v2.Command', { arguments: ['cc-memo', '-O2'] }, INSTANCE);
-    const action = fake.putMessage('build.bazel.remote.execution.v2.Action', { commandDigest: command, inputRootDigest: root }, INSTANCE);
+    const command = fake.putMessage(
+      'build.bazel.remote.execution.v2.Command',
+      { arguments: ['cc-memo', '-O2'] },
+      INSTANCE,
+    );
+    const action = fake.putMessage(
+      'build.bazel.remote.execution.v2.Action',
+      { commandDigest: command, inputRootDigest: root },
+      INSTANCE,
+    );
     const other = Buffer.from(T.ExecuteRequest.encode({ instanceName: INSTANCE, actionDigest: action }).finish());
     for (const [i, r] of [request, other].entries()) {
       const call = new FakeServerCall(EXECUTE_PATH, r);
@@ -225,10 +256,15 @@ describe('Execute', () => {
     const call = new FakeServerCall(EXECUTE_PATH, request);
     await service.execute(call);
     expect(call.status?.code).toBe(Code.FAILED_PRECONDITION);
-    const details = T.Status.decode(call.status!.details!) as unknown as { code: number; details: Array<{ type_url: string; value: Uint8Array }> };
+    const details = T.Status.decode(call.status!.details!) as unknown as {
+      code: number;
+      details: Array<{ type_url: string; value: Uint8Array }>;
+    };
     expect(details.code).toBe(Code.FAILED_PRECONDITION);
     expect(details.details[0]!.type_url).toBe('type.googleapis.com/google.rpc.PreconditionFailure');
-    const failure = T.PreconditionFailure.decode(details.details[0]!.value) as unknown as { violations: Array<{ type: string; subject: string }> };
+    const failure = T.PreconditionFailure.decode(details.details[0]!.value) as unknown as {
+      violations: Array<{ type: string; subject: string }>;
+    };
     expect(failure.violations).toHaveLength(1);
     expect(failure.violations[0]!.type).toBe('MISSING');
     expect(failure.violations[0]!.subject).toMatch(/^blobs\/[0-9a-f]{64}\/\d+$/);
@@ -246,7 +282,13 @@ describe('Execute', () => {
     const { request } = putAction('missing-path');
     ensurer.auto = {
       error: new ProxyError(Code.FAILED_PRECONDITION, 'NIX_PATHS_UNAVAILABLE', 'unavailable', {
-        violations: [{ type: NIX_STORE_PATH_VIOLATION, subject: P.clang, description: 'no substituter has it (tried file:///cache)' }],
+        violations: [
+          {
+            type: NIX_STORE_PATH_VIOLATION,
+            subject: P.clang,
+            description: 'no substituter has it (tried file:///cache)',
+          },
+        ],
       }),
     };
     const call = new FakeServerCall(EXECUTE_PATH, request);
@@ -265,9 +307,11 @@ describe('Execute', () => {
     expect(response.status.message).toContain(P.clang);
     expect(response.status.message).toContain('no substituter has it');
     expect(response.status.message).toMatch(/referenced by input file cc-missing-path/);
-    const violations = (T.PreconditionFailure.decode(response.status.details[0]!.value) as unknown as {
-      violations: Array<{ type: string; subject: string }>;
-    }).violations;
+    const violations = (
+      T.PreconditionFailure.decode(response.status.details[0]!.value) as unknown as {
+        violations: Array<{ type: string; subject: string }>;
+      }
+    ).violations;
     expect(violations.map((v) => [v.type, v.subject])).toEqual([['NIX_STORE_PATH', P.clang]]);
 
     // WaitExecution on the name returns the same final Operation.
@@ -278,7 +322,11 @@ describe('Execute', () => {
   });
 
   it.each<[string, ProxyError, number]>([
-    ['UNAVAILABLE', new ProxyError(Code.UNAVAILABLE, 'STORE_UNREACHABLE', 'shared store unreachable; retry'), Code.UNAVAILABLE],
+    [
+      'UNAVAILABLE',
+      new ProxyError(Code.UNAVAILABLE, 'STORE_UNREACHABLE', 'shared store unreachable; retry'),
+      Code.UNAVAILABLE,
+    ],
     ['an unknown error as INTERNAL', new Error('boom') as ProxyError, Code.INTERNAL],
   ])('ends the call with %s from the ensurer', async (_name, error, code) => {
     const { service, ensurer, upstream } = setup();
@@ -303,10 +351,18 @@ describe('Execute', () => {
 
   it.each<[string, Buffer]>([
     ['garbage', Buffer.from([0x0a, 0xff, 0xff])],
-    ['a malformed action digest', Buffer.from(T.ExecuteRequest.encode({ actionDigest: { hash: 'xyz', sizeBytes: 1 } }).finish())],
+    [
+      'a malformed action digest',
+      Buffer.from(T.ExecuteRequest.encode({ actionDigest: { hash: 'xyz', sizeBytes: 1 } }).finish()),
+    ],
     [
       'an instance name of 100,000 characters',
-      Buffer.from(T.ExecuteRequest.encode({ instanceName: 'i'.repeat(100_000), actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 } }).finish()),
+      Buffer.from(
+        T.ExecuteRequest.encode({
+          instanceName: 'i'.repeat(100_000),
+          actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 },
+        }).finish(),
+      ),
     ],
   ])('refuses %s with INVALID_ARGUMENT', async (_name, message) => {
     const { service } = setup();
@@ -341,13 +397,23 @@ describe('Execute', () => {
     const { service } = setup();
     const long = new FakeServerCall(
       EXECUTE_PATH,
-      Buffer.from(T.ExecuteRequest.encode({ instanceName: 'i'.repeat(1025), actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 } }).finish()),
+      Buffer.from(
+        T.ExecuteRequest.encode({
+          instanceName: 'i'.repeat(1025),
+          actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 },
+        }).finish(),
+      ),
     );
     await service.execute(long);
     expect(long.status?.message).toMatch(/instance_name is 1025 characters; the proxy accepts at most 1024/);
     const atLimit = new FakeServerCall(
       EXECUTE_PATH,
-      Buffer.from(T.ExecuteRequest.encode({ instanceName: 'i'.repeat(1024), actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 } }).finish()),
+      Buffer.from(
+        T.ExecuteRequest.encode({
+          instanceName: 'i'.repeat(1024),
+          actionDigest: { hash: 'a'.repeat(64), sizeBytes: 1 },
+        }).finish(),
+      ),
     );
     await service.execute(atLimit);
     expect(atLimit.status?.message ?? '').not.toMatch(/instance_name/);
@@ -378,7 +444,9 @@ describe('WaitExecution', () => {
     const follow = await upstream.nth(1);
     expect(follow.call).toBe(wait);
     expect(follow.path).toBe(WAIT_EXECUTION_PATH);
-    expect((T.WaitExecutionRequest.decode(follow.frame.subarray(5)) as unknown as { name: string }).name).toBe('upstream/op-2');
+    expect((T.WaitExecutionRequest.decode(follow.frame.subarray(5)) as unknown as { name: string }).name).toBe(
+      'upstream/op-2',
+    );
     const finalOp = upstreamOperation('upstream/op-2', true);
     follow.release({ messages: [finalOp] });
     await waitDone;
@@ -395,7 +463,10 @@ describe('WaitExecution', () => {
   it('takes over the forwarding when the Execute stream broke during preparation', async () => {
     const { service, ensurer, upstream } = setup();
     const execute = new FakeServerCall(EXECUTE_PATH, putAction('takeover').request);
-    await Promise.all([service.execute(execute), execute.until((c) => c.messages.length >= 1).then(() => execute.cancel())]);
+    await Promise.all([
+      service.execute(execute),
+      execute.until((c) => c.messages.length >= 1).then(() => execute.cancel()),
+    ]);
     const name = execute.operations()[0]!.name;
 
     const wait = new FakeServerCall(WAIT_EXECUTION_PATH, waitRequest(name));
@@ -463,9 +534,12 @@ describe('WaitExecution', () => {
     expect(leases.held.size).toBe(0);
   });
 
-  it("relays a name that is not ours unchanged", async () => {
+  it('relays a name that is not ours unchanged', async () => {
     const { service, upstream } = setup();
-    const wait = new FakeServerCall(WAIT_EXECUTION_PATH, waitRequest('operations/5b1bbd0a-2c57-4c41-9a34-7d5e9f1a3c11'));
+    const wait = new FakeServerCall(
+      WAIT_EXECUTION_PATH,
+      waitRequest('operations/5b1bbd0a-2c57-4c41-9a34-7d5e9f1a3c11'),
+    );
     const done = service.waitExecution(wait);
     const relay = await upstream.nth(0);
     expect(relay.path).toBe(WAIT_EXECUTION_PATH);
@@ -477,7 +551,10 @@ describe('WaitExecution', () => {
 
   it('answers NOT_FOUND for a name of ours it does not know', async () => {
     const { service, upstream } = setup();
-    const wait = new FakeServerCall(WAIT_EXECUTION_PATH, waitRequest('main/operations/nix-reapi-proxy/5b1bbd0a-2c57-4c41-9a34-7d5e9f1a3c11'));
+    const wait = new FakeServerCall(
+      WAIT_EXECUTION_PATH,
+      waitRequest('main/operations/nix-reapi-proxy/5b1bbd0a-2c57-4c41-9a34-7d5e9f1a3c11'),
+    );
     await service.waitExecution(wait);
     expect(wait.status?.code).toBe(Code.NOT_FOUND);
     expect(wait.status?.message).toContain('call Execute again');

@@ -148,7 +148,10 @@ export class FakeUpstreamCaller implements UpstreamCaller {
 
 export function upstreamOperation(name: string, done: boolean): Buffer {
   const response = done
-    ? { type_url: 'type.googleapis.com/build.bazel.remote.execution.v2.ExecuteResponse', value: T.ExecuteResponse.encode({ result: { exitCode: 0 } }).finish() }
+    ? {
+        type_url: 'type.googleapis.com/build.bazel.remote.execution.v2.ExecuteResponse',
+        value: T.ExecuteResponse.encode({ result: { exitCode: 0 } }).finish(),
+      }
     : undefined;
   return Buffer.from(T.Operation.encode({ name, done, ...(response ? { response } : {}) }).finish());
 }

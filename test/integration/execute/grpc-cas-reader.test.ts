@@ -109,7 +109,9 @@ describe('GrpcCasReader', () => {
     expect(fake.calls(PATHS.BatchReadBlobs).length).toBeGreaterThanOrEqual(2);
     const reads = fake.calls(PATHS.Read);
     expect(reads).toHaveLength(1);
-    expect(decode('ReadRequest', reads[0]!.requests[0]!).resourceName).toBe(`${INSTANCE}/blobs/${big.hash}/${big.sizeBytes}`);
+    expect(decode('ReadRequest', reads[0]!.requests[0]!).resourceName).toBe(
+      `${INSTANCE}/blobs/${big.hash}/${big.sizeBytes}`,
+    );
   });
 
   it('falls back to ByteStream.Read when BatchReadBlobs is UNIMPLEMENTED, and remembers it', async () => {
@@ -131,16 +133,19 @@ describe('GrpcCasReader', () => {
   it.each<[string, number]>([
     ['RESOURCE_EXHAUSTED', Code.RESOURCE_EXHAUSTED],
     ['INVALID_ARGUMENT', Code.INVALID_ARGUMENT],
-  ])('reads a batch the upstream refuses with %s through ByteStream.Read, without giving up on batches', async (_name, code) => {
-    fake.script(PATHS.BatchReadBlobs, { status: { code, message: 'batch too large for me' } }, 1);
-    const a = fake.putBlob('alpha', INSTANCE);
-    const r = reader();
-    expect((await r.readBlobs(ctx(), [a])).get(digestKey(a))?.toString()).toBe('alpha');
-    expect(fake.calls(PATHS.Read)).toHaveLength(1);
-    await r.readBlobs(ctx(), [a]);
-    expect(fake.calls(PATHS.BatchReadBlobs)).toHaveLength(2);
-    expect(fake.calls(PATHS.Read)).toHaveLength(1);
-  });
+  ])(
+    'reads a batch the upstream refuses with %s through ByteStream.Read, without giving up on batches',
+    async (_name, code) => {
+      fake.script(PATHS.BatchReadBlobs, { status: { code, message: 'batch too large for me' } }, 1);
+      const a = fake.putBlob('alpha', INSTANCE);
+      const r = reader();
+      expect((await r.readBlobs(ctx(), [a])).get(digestKey(a))?.toString()).toBe('alpha');
+      expect(fake.calls(PATHS.Read)).toHaveLength(1);
+      await r.readBlobs(ctx(), [a]);
+      expect(fake.calls(PATHS.BatchReadBlobs)).toHaveLength(2);
+      expect(fake.calls(PATHS.Read)).toHaveLength(1);
+    },
+  );
 
   it.each<[string, boolean]>([
     ['BatchReadBlobs', true],
@@ -214,7 +219,12 @@ describe('GrpcCasReader', () => {
   it('names the digest function in ByteStream resource names for BLAKE3', async () => {
     fake.script(PATHS.BatchReadBlobs, { status: { code: Code.UNIMPLEMENTED } });
     const d: BlobDigest = { hash: 'ab'.repeat(32), sizeBytes: 3 };
-    await failure(reader().readBlobs(ctx({ digestFunction: DigestFunction.BLAKE3, requestedDigestFunction: DigestFunction.BLAKE3 }), [d]));
+    await failure(
+      reader().readBlobs(
+        ctx({ digestFunction: DigestFunction.BLAKE3, requestedDigestFunction: DigestFunction.BLAKE3 }),
+        [d],
+      ),
+    );
     const read = fake.calls(PATHS.Read)[0]!;
     expect(decode('ReadRequest', read.requests[0]!).resourceName).toBe(`${INSTANCE}/blobs/blake3/${d.hash}/3`);
   });

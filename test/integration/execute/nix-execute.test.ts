@@ -9,7 +9,14 @@ import { Code } from '../../../src/reapi/grpc-status';
 import { T } from '../../../src/reapi/protos';
 import { SpawnNixRunner, type NixInvocation, type NixOutcome, type NixRunner } from '../../../src/store/nix-command';
 import { FakeUpstream, MSG, PATHS, encode, type StartedFake } from '../../support/fake-upstream';
-import { absentStorePath, buildPaths, closureOf, makeChrootStore, nixAvailable, validIn } from '../../support/nix-fixtures';
+import {
+  absentStorePath,
+  buildPaths,
+  closureOf,
+  makeChrootStore,
+  nixAvailable,
+  validIn,
+} from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
 import { typed } from '../../support/config-values';
 
@@ -76,13 +83,20 @@ describe.skipIf(!nixAvailable())('Nix-aware Execute through the proxy, real Nix 
 
   function actionNaming(argument: string, salt: string): Buffer {
     const root = fake.putMessage('Directory', {});
-    const command = fake.putMessage('Command', { arguments: [argument], environmentVariables: [{ name: 'SALT', value: salt }] });
+    const command = fake.putMessage('Command', {
+      arguments: [argument],
+      environmentVariables: [{ name: 'SALT', value: salt }],
+    });
     const action = fake.putMessage('Action', { commandDigest: command, inputRootDigest: root });
     return encode(MSG.ExecuteRequest, { actionDigest: action });
   }
 
   interface Outcome {
-    operations: Array<{ name: string; done: boolean; response?: { typeUrl?: string; type_url?: string; value: Uint8Array } }>;
+    operations: Array<{
+      name: string;
+      done: boolean;
+      response?: { typeUrl?: string; type_url?: string; value: Uint8Array };
+    }>;
     code: number;
     details: string;
   }
@@ -138,7 +152,9 @@ describe.skipIf(!nixAvailable())('Nix-aware Execute through the proxy, real Nix 
     expect(outcome.code).toBe(Code.OK);
     const last = outcome.operations.at(-1)!;
     expect(last.done).toBe(true);
-    const response = T.ExecuteResponse.decode(last.response!.value) as unknown as { status: { code: number; message: string } };
+    const response = T.ExecuteResponse.decode(last.response!.value) as unknown as {
+      status: { code: number; message: string };
+    };
     expect(response.status.code).toBe(Code.FAILED_PRECONDITION);
     expect(response.status.message).toContain(absent);
     expect(fake.calls(PATHS.Execute).length).toBe(executesBefore);

@@ -55,7 +55,12 @@ beforeAll(async () => {
   );
   const upstream = new Http2UpstreamCaller(pool, 64 * 1024 * 1024);
   casClient = createCasClient(target, { maxResponseBytes: config.maxMessageBytes, keepalive: config.keepalive });
-  const casReader = new GrpcCasReader({ client: casClient, upstreamLabel: config.upstream.url, maxResponseBytes: config.maxMessageBytes, logger });
+  const casReader = new GrpcCasReader({
+    client: casClient,
+    upstreamLabel: config.upstream.url,
+    maxResponseBytes: config.maxMessageBytes,
+    logger,
+  });
   const execute = createExecuteService({ casReader, ensurer, upstream, config, logger });
   const router = new CallRouter({
     pool,
@@ -64,7 +69,11 @@ beforeAll(async () => {
     maxMessageBytes: config.maxMessageBytes,
     logger,
   });
-  server = new ProxyServer({ host: '127.0.0.1', port: 0, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000 }, router, logger);
+  server = new ProxyServer(
+    { host: '127.0.0.1', port: 0, keepaliveTimeMs: 0, keepaliveTimeoutMs: 1000 },
+    router,
+    logger,
+  );
   const address = await server.listen();
   client = new grpc.Client(`127.0.0.1:${address.port}`, grpc.credentials.createInsecure());
 });
@@ -82,7 +91,11 @@ function putAction(salt: string, opts: { missingRoot?: boolean } = {}): Buffer {
   const rootBytes = directoryBytes({ files: [{ name: 'cc', digest: script, executable: true }] });
   const root = opts.missingRoot ? sha256Digest(rootBytes) : fake.putBlob(rootBytes, INSTANCE);
   const command = fake.putMessage('build.bazel.remote.execution.v2.Command', { arguments: ['./cc', salt] }, INSTANCE);
-  const action = fake.putMessage('build.bazel.remote.execution.v2.Action', { commandDigest: command, inputRootDigest: root }, INSTANCE);
+  const action = fake.putMessage(
+    'build.bazel.remote.execution.v2.Action',
+    { commandDigest: command, inputRootDigest: root },
+    INSTANCE,
+  );
   const encoded = Buffer.from(T.ExecuteRequest.encode({ instanceName: INSTANCE, actionDigest: action }).finish());
   return Buffer.concat([encoded, Buffer.from([0x98, 0x06, 0x01])]);
 }
@@ -97,9 +110,16 @@ interface Streamed {
 function stream(path: string, request: Buffer): Streamed {
   const metadata = new grpc.Metadata();
   metadata.set('authorization', 'Bearer through-proxy');
-  const call = client.makeServerStreamRequest<Buffer, Buffer>(path, (b) => b, (b) => b, request, metadata, {
-    deadline: Date.now() + 20_000,
-  });
+  const call = client.makeServerStreamRequest<Buffer, Buffer>(
+    path,
+    (b) => b,
+    (b) => b,
+    request,
+    metadata,
+    {
+      deadline: Date.now() + 20_000,
+    },
+  );
   const messages: Buffer[] = [];
   let gotFirst: (b: Buffer) => void = () => undefined;
   const firstMessage = new Promise<Buffer>((resolve) => (gotFirst = resolve));
@@ -141,10 +161,16 @@ describe('Execute through the proxy', () => {
     expect(executes[0]!.metadata.get('authorization')).toEqual(['Bearer through-proxy']);
 
     // The upstream's name goes straight through; ours is followed to the final Operation.
-    const upstreamWait = stream(WAIT_EXECUTION_PATH, Buffer.from(T.WaitExecutionRequest.encode({ name: last.name }).finish()));
+    const upstreamWait = stream(
+      WAIT_EXECUTION_PATH,
+      Buffer.from(T.WaitExecutionRequest.encode({ name: last.name }).finish()),
+    );
     expect((await upstreamWait.done).code).toBe(Code.OK);
     expect(op(upstreamWait.messages[0]!).name).toBe(last.name);
-    const ourWait = stream(WAIT_EXECUTION_PATH, Buffer.from(T.WaitExecutionRequest.encode({ name: first.name }).finish()));
+    const ourWait = stream(
+      WAIT_EXECUTION_PATH,
+      Buffer.from(T.WaitExecutionRequest.encode({ name: first.name }).finish()),
+    );
     expect((await ourWait.done).code).toBe(Code.OK);
     expect(op(ourWait.messages[ourWait.messages.length - 1]!).done).toBe(true);
   });
@@ -164,7 +190,9 @@ describe('Execute through the proxy', () => {
     expect(status.code).toBe(Code.OK);
     const last = op(s.messages[s.messages.length - 1]!);
     expect(last.done).toBe(true);
-    const response = T.ExecuteResponse.decode(last.response!.value) as unknown as { status: { code: number; message: string } };
+    const response = T.ExecuteResponse.decode(last.response!.value) as unknown as {
+      status: { code: number; message: string };
+    };
     expect(response.status.code).toBe(Code.FAILED_PRECONDITION);
     expect(response.status.message).toContain(P.clang);
     expect(fake.calls(PATHS.Execute)).toHaveLength(before);
@@ -176,9 +204,11 @@ describe('Execute through the proxy', () => {
     expect(status.code).toBe(Code.FAILED_PRECONDITION);
     const details = status.metadata.get('grpc-status-details-bin')[0] as Buffer;
     const decoded = T.Status.decode(details) as unknown as { details: Array<{ type_url: string; value: Uint8Array }> };
-    const violations = (T.PreconditionFailure.decode(decoded.details[0]!.value) as unknown as {
-      violations: Array<{ type: string; subject: string }>;
-    }).violations;
+    const violations = (
+      T.PreconditionFailure.decode(decoded.details[0]!.value) as unknown as {
+        violations: Array<{ type: string; subject: string }>;
+      }
+    ).violations;
     expect(violations[0]!.type).toBe('MISSING');
     expect(violations[0]!.subject).toMatch(/^blobs\/[0-9a-f]{64}\/\d+$/);
   });

@@ -21,7 +21,15 @@ import { NO_METRICS } from '../../../src/metrics/metrics';
 import type { ClosureEnsurer } from '../../../src/store/closure-ensurer';
 import { createClosureEnsurer, type OwnedClosureEnsurer } from '../../../src/compose/create-closure-ensurer';
 import { SpawnNixRunner, type NixInvocation, type NixRunner } from '../../../src/store/nix-command';
-import { buildPaths, closureOf, FIXTURE_NIX_CONFIG, makeChrootStore, nixAvailable, run, validIn } from '../../support/nix-fixtures';
+import {
+  buildPaths,
+  closureOf,
+  FIXTURE_NIX_CONFIG,
+  makeChrootStore,
+  nixAvailable,
+  run,
+  validIn,
+} from '../../support/nix-fixtures';
 import { testLogger } from '../../support/test-logger';
 import { typed, type TextOverrides } from '../../support/config-values';
 
@@ -35,7 +43,12 @@ let n = 0;
 const opened: Array<{ close(): unknown }> = [];
 
 function configFor(store: string, over: TextOverrides = {}): Config {
-  return { ...DEFAULTS, ...typed({ sharedStore: store, substituters: ['local'], ...over }), requireSigs: over.requireSigs ?? false, rootSweepIntervalMs: over.rootSweepIntervalMs ?? 0 };
+  return {
+    ...DEFAULTS,
+    ...typed({ sharedStore: store, substituters: ['local'], ...over }),
+    requireSigs: over.requireSigs ?? false,
+    rootSweepIntervalMs: over.rootSweepIntervalMs ?? 0,
+  };
 }
 
 const rootsDirOf = (store: string) => join(store, 'nix/var/nix/gcroots/nix-reapi-proxy');
@@ -55,7 +68,12 @@ function proxy(store: string, opts: { now?: () => number; config?: TextOverrides
 }
 
 /** An action: hold its paths, ensure them, and check the closure really is there while held. */
-async function action(roots: { acquire: OwnedGcRoots['acquire'] }, ensurer: ClosureEnsurer, store: string, path: string) {
+async function action(
+  roots: { acquire: OwnedGcRoots['acquire'] },
+  ensurer: ClosureEnsurer,
+  store: string,
+  path: string,
+) {
   const lease = await roots.acquire([path]);
   try {
     const report = await ensurer.ensure([path], signal());
@@ -103,7 +121,7 @@ describe.skipIf(!HAVE_NIX)('GC roots on real Nix', () => {
       { name: 'cc', deps: ['binutils', 'libc'], files: { 'bin/cc': 'cc' } },
       { name: 'py', deps: ['libc'], files: { 'bin/py': 'py' } },
       { name: 'jq', files: { 'bin/jq': 'jq' } },
-      { name: 'junk', files: { 'x': 'junk' } },
+      { name: 'junk', files: { x: 'junk' } },
     ])) as typeof P;
   });
 
@@ -189,7 +207,9 @@ describe.skipIf(!HAVE_NIX)('GC roots on real Nix', () => {
       clock += 3_600_000;
     }
     await p.roots.close();
-    const sizes = JSON.parse(await run('nix', ['path-info', '--store', store, '--json', '-r', P.py, P.jq])) as Array<{ narSize: number }>;
+    const sizes = JSON.parse(await run('nix', ['path-info', '--store', store, '--json', '-r', P.py, P.jq])) as Array<{
+      narSize: number;
+    }>;
     const budget = sizes.reduce((s, x) => s + x.narSize, 0); // exactly py + libc + jq: cc's closure cannot fit too
 
     const report = await runPrune(
@@ -214,7 +234,10 @@ describe.skipIf(!HAVE_NIX)('GC roots on real Nix', () => {
     expect(now.keptForLeases).toBe(1);
     expect(await validIn(store, [P.cc])).toEqual(new Set([P.cc]));
     // Seen from ten minutes later, replica a has not refreshed its lease: it counts as crashed.
-    const later = await runPrune({ config, unusedForMs: 0, dryRun: false, gc: false, now: () => Date.now() + 600_000 }, testLogger());
+    const later = await runPrune(
+      { config, unusedForMs: 0, dryRun: false, gc: false, now: () => Date.now() + 600_000 },
+      testLogger(),
+    );
     expect(later.dropped.map((d) => d.path)).toEqual([P.cc]);
     expect(later.leases).toEqual({ live: 0, stale: 1 });
     held.release();
@@ -226,7 +249,10 @@ describe.skipIf(!HAVE_NIX)('GC roots on real Nix', () => {
     const dead = Object.values(await buildPaths(Array.from({ length: 600 }, (_, i) => ({ name: `dead${i}` }))));
     await copyUnrooted(store, [...dead, P.py]);
     const { roots, ensurer } = proxy(store);
-    const collector = spawn('nix-store', ['--store', store, '--gc'], { env: { ...process.env, NIX_CONFIG: FIXTURE_NIX_CONFIG }, stdio: 'ignore' });
+    const collector = spawn('nix-store', ['--store', store, '--gc'], {
+      env: { ...process.env, NIX_CONFIG: FIXTURE_NIX_CONFIG },
+      stdio: 'ignore',
+    });
     const exited = new Promise<number | null>((r) => collector.on('exit', (code) => r(code)));
     opened.push({ close: () => collector.exitCode === null && collector.kill('SIGKILL') });
     expect(await gcAccepting(join(store, 'nix/var/nix/gc-socket/socket'), exited)).toBe(true);
@@ -266,7 +292,11 @@ describe.skipIf(!HAVE_NIX)('GC roots on real Nix', () => {
         gcSocket: join(store, 'nix/var/nix/gc-socket/socket'),
       });
       opened.push(roots);
-      const ensurer: OwnedClosureEnsurer = createClosureEnsurer(config, { logger: testLogger(), leases: roots, retryBaseDelayMs: 10 });
+      const ensurer: OwnedClosureEnsurer = createClosureEnsurer(config, {
+        logger: testLogger(),
+        leases: roots,
+        retryBaseDelayMs: 10,
+      });
       opened.push({ close: () => ensurer.close() });
       const prune = (runner?: NixRunner) =>
         runPrune({ config, unusedForMs: 0, dryRun: false, gc: true, fs: pruneFs, runner }, testLogger());
@@ -354,7 +384,8 @@ describe.skipIf(!HAVE_NIX)('GC roots on real Nix', () => {
       for (const phase of phases) {
         await roots.refresh(); // nothing held: the prune plans to drop both roots
         let started: Promise<Array<Awaited<ReturnType<typeof action>>>> | undefined;
-        const start = () => (started ??= Promise.all([action(roots, ensurer, store, P.cc), action(roots, ensurer, store, P.py)]));
+        const start = () =>
+          (started ??= Promise.all([action(roots, ensurer, store, P.cc), action(roots, ensurer, store, P.py)]));
         fire = (p) => {
           if (p === phase) start();
         };

@@ -55,7 +55,11 @@ let proxy: ProxyProcess;
 let client: grpc.Client;
 
 function tokenLines(tokens: Record<string, string>): string {
-  return Object.entries(tokens).map(([name, token]) => `${name}:${token}`).join('\n') + '\n';
+  return (
+    Object.entries(tokens)
+      .map(([name, token]) => `${name}:${token}`)
+      .join('\n') + '\n'
+  );
 }
 
 beforeAll(async () => {
@@ -75,13 +79,20 @@ beforeAll(async () => {
   const up = await fake.start();
   proxy = await startProxy(
     [
-      '--upstream', up.url,
-      '--shared-store', storeDir,
-      '--substituter', cacheUrl,
-      '--nix-bin-dir', nix.dir,
-      '--auth-tokens-file', tokenFile,
-      '--limits-client-concurrent-realisations', '1',
-      '--limits-client-realised-bytes-per-hour', '1KiB',
+      '--upstream',
+      up.url,
+      '--shared-store',
+      storeDir,
+      '--substituter',
+      cacheUrl,
+      '--nix-bin-dir',
+      nix.dir,
+      '--auth-tokens-file',
+      tokenFile,
+      '--limits-client-concurrent-realisations',
+      '1',
+      '--limits-client-realised-bytes-per-hour',
+      '1KiB',
     ],
     { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
   );
@@ -95,7 +106,9 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-const as = (name: keyof typeof TOKENS | 'frank') => ({ authorization: `Bearer ${name === 'frank' ? FRANK : TOKENS[name]}` });
+const as = (name: keyof typeof TOKENS | 'frank') => ({
+  authorization: `Bearer ${name === 'frank' ? FRANK : TOKENS[name]}`,
+});
 
 /** An action naming a store path nobody asked for before (the proxy caches validity). */
 function actionWithPath(label: string): { action: Digest; path: string } {
@@ -113,20 +126,36 @@ const findMissing = encode(MSG.FindMissingBlobsRequest, { blobDigests: [sha256Di
 describe('bearer tokens (authTokensFile)', () => {
   it.each([
     ['without a token', {}, /requires a bearer token: send the header "authorization: Bearer <token>"/],
-    ['with an unknown token', { authorization: 'Bearer not-a-token-of-this-proxy' }, /does not accept this bearer token: it is not in the proxy's authTokensFile/],
+    [
+      'with an unknown token',
+      { authorization: 'Bearer not-a-token-of-this-proxy' },
+      /does not accept this bearer token: it is not in the proxy's authTokensFile/,
+    ],
     ['with another scheme', { authorization: `Basic ${TOKENS.alice}` }, /requires a bearer token/],
-  ])('%s: every method is refused UNAUTHENTICATED with a message saying what to send, and nothing reaches the upstream', async (_what, metadata, message) => {
-    const before = fake.calls().length;
-    const { action } = actionWithPath('refused');
-    const answers: RawAnswer[] = [
-      await run(action, metadata),
-      await unary(client, FIND_MISSING, findMissing, { metadata }),
-      await unary(client, GET_CAPABILITIES, Buffer.alloc(0), { metadata }),
-      await serverStream(client, BYTESTREAM_READ, encode(MSG.ReadRequest, { resourceName: `blobs/${action.hash}/${action.sizeBytes}` }), { metadata }),
-    ];
-    for (const a of answers) expect({ code: a.code, details: a.details }).toEqual({ code: Code.UNAUTHENTICATED, details: expect.stringMatching(message) });
-    expect(fake.calls().length).toBe(before);
-  });
+  ])(
+    '%s: every method is refused UNAUTHENTICATED with a message saying what to send, and nothing reaches the upstream',
+    async (_what, metadata, message) => {
+      const before = fake.calls().length;
+      const { action } = actionWithPath('refused');
+      const answers: RawAnswer[] = [
+        await run(action, metadata),
+        await unary(client, FIND_MISSING, findMissing, { metadata }),
+        await unary(client, GET_CAPABILITIES, Buffer.alloc(0), { metadata }),
+        await serverStream(
+          client,
+          BYTESTREAM_READ,
+          encode(MSG.ReadRequest, { resourceName: `blobs/${action.hash}/${action.sizeBytes}` }),
+          { metadata },
+        ),
+      ];
+      for (const a of answers)
+        expect({ code: a.code, details: a.details }).toEqual({
+          code: Code.UNAUTHENTICATED,
+          details: expect.stringMatching(message),
+        });
+      expect(fake.calls().length).toBe(before);
+    },
+  );
 
   it('with an accepted token: served, and the upstream sees the authorization header unchanged on forwarded calls, the relayed Execute and the CAS reads', async () => {
     nix.setBoth('valid');
@@ -158,14 +187,19 @@ describe('bearer tokens (authTokensFile)', () => {
 
     from = proxy.logLines().length;
     writeFileSync(tokenFile, 'frank:short\n');
-    expect(await waitForLog(proxy, (l) => l.msg === 'auth tokens not reloaded; the previous tokens stay in force', from)).toMatchObject({
+    expect(
+      await waitForLog(proxy, (l) => l.msg === 'auth tokens not reloaded; the previous tokens stay in force', from),
+    ).toMatchObject({
       problem: expect.stringMatching(/line 1: the token is shorter than 16 characters/),
     });
     expect((await unary(client, FIND_MISSING, findMissing, { metadata: as('frank') })).code).toBe(Code.OK);
 
     from = proxy.logLines().length;
     writeFileSync(tokenFile, tokenLines(TOKENS));
-    expect(await waitForLog(proxy, (l) => l.msg === 'auth tokens reloaded', from)).toMatchObject({ why: 'file changed', tokens: 6 });
+    expect(await waitForLog(proxy, (l) => l.msg === 'auth tokens reloaded', from)).toMatchObject({
+      why: 'file changed',
+      tokens: 6,
+    });
     expect((await unary(client, FIND_MISSING, findMissing, { metadata: as('frank') })).code).toBe(Code.UNAUTHENTICATED);
     expect((await unary(client, FIND_MISSING, findMissing, { metadata: as('bob') })).code).toBe(Code.OK);
   });
@@ -173,7 +207,9 @@ describe('bearer tokens (authTokensFile)', () => {
   it('a proxy whose token file is bad does not start, and says which line is wrong', async () => {
     const bad = join(work, 'bad-tokens');
     writeFileSync(bad, `ok:${TOKENS.alice}\nci bot:x\n`);
-    await expect(startProxy(['--upstream', 'grpc://127.0.0.1:1', '--auth-tokens-file', bad])).rejects.toThrow(/authTokensFile .*line 2: expected TOKEN or NAME:TOKEN/);
+    await expect(startProxy(['--upstream', 'grpc://127.0.0.1:1', '--auth-tokens-file', bad])).rejects.toThrow(
+      /authTokensFile .*line 2: expected TOKEN or NAME:TOKEN/,
+    );
   });
 });
 
@@ -190,7 +226,9 @@ describe('per-client limits', () => {
       const second = await run(actionWithPath('carol-2').action, as('carol'));
       expect({ code: second.code, details: second.details }).toEqual({
         code: Code.RESOURCE_EXHAUSTED,
-        details: expect.stringMatching(/client 'carol' already has 1 realisations of Nix store paths running.*limits\.clientConcurrentRealisations = 1/),
+        details: expect.stringMatching(
+          /client 'carol' already has 1 realisations of Nix store paths running.*limits\.clientConcurrentRealisations = 1/,
+        ),
       });
       const other = run(actionWithPath('erin-1').action, as('erin'));
       nix.release();
@@ -207,11 +245,15 @@ describe('per-client limits', () => {
     const first = actionWithPath('dave-1');
     const from = proxy.logLines().length;
     expect((await run(first.action, as('dave'))).code).toBe(Code.OK);
-    expect(await waitForLog(proxy, (l) => l.msg === 'realised bytes counted' && l.client === 'dave', from)).toMatchObject({ bytes: 1024 });
+    expect(
+      await waitForLog(proxy, (l) => l.msg === 'realised bytes counted' && l.client === 'dave', from),
+    ).toMatchObject({ bytes: 1024 });
     const second = await run(actionWithPath('dave-2').action, as('dave'));
     expect({ code: second.code, details: second.details }).toEqual({
       code: Code.RESOURCE_EXHAUSTED,
-      details: expect.stringMatching(/client 'dave' had 1024 bytes of Nix store paths realised in the last hour.*limits\.clientRealisedBytesPerHour = 1024/),
+      details: expect.stringMatching(
+        /client 'dave' had 1024 bytes of Nix store paths realised in the last hour.*limits\.clientRealisedBytesPerHour = 1024/,
+      ),
     });
     // Nothing to realise: not limited (the path is valid now, and remembered so).
     expect((await run(first.action, as('dave'))).code).toBe(Code.OK);
@@ -225,7 +267,13 @@ describe('substituters', () => {
     nix.set('nix', 'valid');
     const evil = 'https://evil.example/cache';
     const path = fakeStorePath(Math.floor(Math.random() * 2 ** 40), 'wants-a-cache');
-    const platform = { properties: [{ name: 'substituters', value: evil }, { name: 'extra-substituters', value: evil }, { name: 'nix.conf', value: `substituters = ${evil}` }] };
+    const platform = {
+      properties: [
+        { name: 'substituters', value: evil },
+        { name: 'extra-substituters', value: evil },
+        { name: 'nix.conf', value: `substituters = ${evil}` },
+      ],
+    };
     const command = fake.putMessage('build.bazel.remote.execution.v2.Command', {
       arguments: ['nix-build', '--option', 'substituters', evil, '--substituters', evil, `${path}/bin/x`],
       environmentVariables: [
@@ -234,7 +282,11 @@ describe('substituters', () => {
       ],
       platform,
     });
-    const action = fake.putMessage('build.bazel.remote.execution.v2.Action', { commandDigest: command, inputRootDigest: emptyDirectory(fake), platform });
+    const action = fake.putMessage('build.bazel.remote.execution.v2.Action', {
+      commandDigest: command,
+      inputRootDigest: emptyDirectory(fake),
+      platform,
+    });
     const callsBefore = new Set(nix.calls().map((c) => c.join('\0')));
     expect((await run(action, as('bob'))).code).toBe(Code.OK);
 
@@ -262,14 +314,22 @@ describe('client certificates (tls.clientCa)', () => {
     pki = makeTestPki();
     tlsProxy = await startProxy(
       [
-        '--upstream', `grpc://${(await fake.start()).address}`,
-        '--shared-store', storeDir,
-        '--substituter', cacheUrl,
-        '--nix-bin-dir', nix.dir,
-        '--tls-cert', pki.files.serverCert,
-        '--tls-key', pki.files.serverKey,
-        '--tls-client-ca', pki.files.ca,
-        '--limits-client-realised-bytes-per-hour', '1GiB',
+        '--upstream',
+        `grpc://${(await fake.start()).address}`,
+        '--shared-store',
+        storeDir,
+        '--substituter',
+        cacheUrl,
+        '--nix-bin-dir',
+        nix.dir,
+        '--tls-cert',
+        pki.files.serverCert,
+        '--tls-key',
+        pki.files.serverKey,
+        '--tls-client-ca',
+        pki.files.ca,
+        '--limits-client-realised-bytes-per-hour',
+        '1GiB',
       ],
       { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
     );
@@ -281,7 +341,9 @@ describe('client certificates (tls.clientCa)', () => {
   });
 
   const tlsClient = (cert?: { key: Buffer; cert: Buffer }) =>
-    rawClient(tlsProxy.endpoint, grpc.credentials.createSsl(pki.pem.ca, cert?.key ?? null, cert?.cert ?? null), { 'grpc.ssl_target_name_override': 'localhost' });
+    rawClient(tlsProxy.endpoint, grpc.credentials.createSsl(pki.pem.ca, cert?.key ?? null, cert?.cert ?? null), {
+      'grpc.ssl_target_name_override': 'localhost',
+    });
 
   it.each([
     ['no certificate', undefined],
@@ -303,7 +365,9 @@ describe('client certificates (tls.clientCa)', () => {
       const from = tlsProxy.logLines().length;
       const outcome = await execute(c, executeRequest(actionWithPath('by-cert').action), { deadlineMs: DEADLINE_MS });
       expect(outcome.code).toBe(Code.OK);
-      expect(await waitForLog(tlsProxy, (l) => l.msg === 'realised bytes counted', from)).toMatchObject({ client: 'test client' });
+      expect(await waitForLog(tlsProxy, (l) => l.msg === 'realised bytes counted', from)).toMatchObject({
+        client: 'test client',
+      });
     } finally {
       c.close();
     }

@@ -55,7 +55,18 @@ const mounted: string[] = [];
 
 async function proxyFor(store: string, extra: string[] = []): Promise<{ proxy: ProxyProcess; client: grpc.Client }> {
   const proxy = await startProxy(
-    ['--upstream', upstream, '--shared-store', store, '--substituter', 'local', '--no-require-sigs', '--cache-validity-ttl', '1ms', ...extra],
+    [
+      '--upstream',
+      upstream,
+      '--shared-store',
+      store,
+      '--substituter',
+      'local',
+      '--no-require-sigs',
+      '--cache-validity-ttl',
+      '1ms',
+      ...extra,
+    ],
     { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
   );
   const client = rawClient(proxy.endpoint);
@@ -85,7 +96,9 @@ async function bigPath(megabytes: number): Promise<string> {
 }
 
 function verifies(store: string, path: string): boolean {
-  return spawnSync('nix-store', ['--store', store, '--verify-path', path], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+  return (
+    spawnSync('nix-store', ['--store', store, '--verify-path', path], { stdio: 'ignore', timeout: 60_000 }).status === 0
+  );
 }
 
 function canMount(): boolean {
@@ -99,7 +112,11 @@ function canMount(): boolean {
 
 async function executeOk(client: grpc.Client, action: Digest): Promise<void> {
   const outcome = await execute(client, executeRequest(action), { deadlineMs: CLIENT_DEADLINE_MS });
-  expect({ code: outcome.code, details: outcome.details, response: outcome.response?.code }).toEqual({ code: Code.OK, details: 'OK', response: Code.OK });
+  expect({ code: outcome.code, details: outcome.details, response: outcome.response?.code }).toEqual({
+    code: Code.OK,
+    details: 'OK',
+    response: Code.OK,
+  });
 }
 
 describe.skipIf(!canRun)('real stores', () => {
@@ -161,13 +178,23 @@ describe.skipIf(!canRun)('real stores', () => {
     expect(await validIn(store, [path])).toEqual(new Set([path]));
     expect(verifies(store, path)).toBe(true);
     expect(readFileSync(join(target, 'blob')).length).toBe(160 * 1024 * 1024);
-    expect(await settle(() => childPids(second.proxy.pid), (c) => c.length === 0)).toEqual([]);
+    expect(
+      await settle(
+        () => childPids(second.proxy.pid),
+        (c) => c.length === 0,
+      ),
+    ).toEqual([]);
     await second.proxy.stop();
   });
 
   it('two proxy replicas realise the same closure into one store at once: both actions run, the closure is valid', async () => {
     const store = await makeChrootStore(join(work, 'replicas'));
-    const spec = Array.from({ length: 30 }, (_, i) => ({ name: `p${i}`, deps: i > 0 ? [`p${i - 1}`] : [], files: { 'bin/run': `#!/bin/sh\necho ${i}\n` }, executable: ['bin/run'] }));
+    const spec = Array.from({ length: 30 }, (_, i) => ({
+      name: `p${i}`,
+      deps: i > 0 ? [`p${i - 1}`] : [],
+      files: { 'bin/run': `#!/bin/sh\necho ${i}\n` },
+      executable: ['bin/run'],
+    }));
     const built = await buildPaths(spec);
     const top = built.p29!;
     const all = Object.values(built);
@@ -175,10 +202,21 @@ describe.skipIf(!canRun)('real stores', () => {
     const b = await proxyFor(store);
     const actionA = actionFor([top], 'replica-a');
     const actionB = actionFor([top, built.p15!], 'replica-b');
-    await Promise.all([executeOk(a.client, actionA), executeOk(b.client, actionB), executeOk(a.client, actionB), executeOk(b.client, actionA)]);
+    await Promise.all([
+      executeOk(a.client, actionA),
+      executeOk(b.client, actionB),
+      executeOk(a.client, actionB),
+      executeOk(b.client, actionA),
+    ]);
     expect(await validIn(store, all)).toEqual(new Set(all));
     for (const p of [top, built.p0!]) expect(verifies(store, p)).toBe(true);
-    for (const r of [a, b]) expect(await settle(() => childPids(r.proxy.pid), (c) => c.length === 0)).toEqual([]);
+    for (const r of [a, b])
+      expect(
+        await settle(
+          () => childPids(r.proxy.pid),
+          (c) => c.length === 0,
+        ),
+      ).toEqual([]);
     await a.proxy.stop();
     await b.proxy.stop();
   });

@@ -75,15 +75,24 @@ beforeAll(async () => {
   await startFake();
   proxy = await startProxy(
     [
-      '--upstream', `grpc://127.0.0.1:${port}`,
-      '--shared-store', storeDir,
-      '--substituter', `file://${cache}`,
-      '--nix-bin-dir', nix.dir,
-      '--limits-nix-command-timeout', NIX_TIMEOUT,
-      '--limits-realise-retries', '1',
-      '--connect-timeout', '2s',
-      '--keepalive-time', '1s',
-      '--keepalive-timeout', '2s',
+      '--upstream',
+      `grpc://127.0.0.1:${port}`,
+      '--shared-store',
+      storeDir,
+      '--substituter',
+      `file://${cache}`,
+      '--nix-bin-dir',
+      nix.dir,
+      '--limits-nix-command-timeout',
+      NIX_TIMEOUT,
+      '--limits-realise-retries',
+      '1',
+      '--connect-timeout',
+      '2s',
+      '--keepalive-time',
+      '1s',
+      '--keepalive-timeout',
+      '2s',
     ],
     { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
   );
@@ -143,14 +152,26 @@ describe('the upstream restarts in the middle of a call', () => {
     await counter.reached;
     await restartUpstream();
     const broken = await running;
-    expect({ code: broken.code, details: broken.details }).toEqual({ code: Code.UNAVAILABLE, details: expect.stringMatching(UPSTREAM_LOST) });
+    expect({ code: broken.code, details: broken.details }).toEqual({
+      code: Code.UNAVAILABLE,
+      details: expect.stringMatching(UPSTREAM_LOST),
+    });
     const ours = broken.operationNames.find(isOurOperationName)!;
     expect(ours).toBeDefined();
 
-    const waited = await serverStream(client, WAIT_EXECUTION, Buffer.from(T.WaitExecutionRequest.encode({ name: ours }).finish()), { deadlineMs: CLIENT_DEADLINE_MS });
+    const waited = await serverStream(
+      client,
+      WAIT_EXECUTION,
+      Buffer.from(T.WaitExecutionRequest.encode({ name: ours }).finish()),
+      { deadlineMs: CLIENT_DEADLINE_MS },
+    );
     expect(waited.code).toBe(Code.NOT_FOUND);
     const again = await runExecute(plainAction('restart-execute'));
-    expect({ code: again.code, done: again.done, response: again.response?.code }).toEqual({ code: Code.OK, done: true, response: Code.OK });
+    expect({ code: again.code, done: again.done, response: again.response?.code }).toEqual({
+      code: Code.OK,
+      done: true,
+      response: Code.OK,
+    });
   });
 
   it('WaitExecution: UNAVAILABLE at once; the new upstream does not know the name (NOT_FOUND: the client executes again)', async () => {
@@ -160,11 +181,19 @@ describe('the upstream restarts in the middle of a call', () => {
     fake.script(PATHS.WaitExecution, { messages: 0, then: 'hang' }, 1);
     const request = Buffer.from(T.WaitExecutionRequest.encode({ name: upstreamName }).finish());
     const running = serverStream(client, WAIT_EXECUTION, request, { deadlineMs: CLIENT_DEADLINE_MS });
-    await fake.waitForCall(PATHS.WaitExecution, (c) => decode(MSG.WaitExecutionRequest, c.requests[0]!).name === upstreamName);
+    await fake.waitForCall(
+      PATHS.WaitExecution,
+      (c) => decode(MSG.WaitExecutionRequest, c.requests[0]!).name === upstreamName,
+    );
     await restartUpstream();
     const broken = await running;
-    expect({ code: broken.code, details: broken.details }).toEqual({ code: Code.UNAVAILABLE, details: expect.stringMatching(UPSTREAM_LOST) });
-    expect((await serverStream(client, WAIT_EXECUTION, request, { deadlineMs: CLIENT_DEADLINE_MS })).code).toBe(Code.NOT_FOUND);
+    expect({ code: broken.code, details: broken.details }).toEqual({
+      code: Code.UNAVAILABLE,
+      details: expect.stringMatching(UPSTREAM_LOST),
+    });
+    expect((await serverStream(client, WAIT_EXECUTION, request, { deadlineMs: CLIENT_DEADLINE_MS })).code).toBe(
+      Code.NOT_FOUND,
+    );
   });
 
   it('ByteStream.Read: UNAVAILABLE at once after the chunks already sent; reading again returns every byte', async () => {
@@ -173,11 +202,17 @@ describe('the upstream restarts in the middle of a call', () => {
     fake.script(PATHS.Read, { messages: 2, then: 'hang' }, 1);
     const request = encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` });
     const counter = messageCounter(2);
-    const running = serverStream(client, BYTESTREAM_READ, request, { deadlineMs: CLIENT_DEADLINE_MS, onMessage: counter.onMessage });
+    const running = serverStream(client, BYTESTREAM_READ, request, {
+      deadlineMs: CLIENT_DEADLINE_MS,
+      onMessage: counter.onMessage,
+    });
     await counter.reached;
     await restartUpstream();
     const broken = await running;
-    expect({ code: broken.code, details: broken.details }).toEqual({ code: Code.UNAVAILABLE, details: expect.stringMatching(UPSTREAM_LOST) });
+    expect({ code: broken.code, details: broken.details }).toEqual({
+      code: Code.UNAVAILABLE,
+      details: expect.stringMatching(UPSTREAM_LOST),
+    });
     expect(broken.messages).toHaveLength(2);
 
     fake.putBlob(blob);
@@ -192,20 +227,38 @@ describe('the upstream restarts in the middle of a call', () => {
     const digest = sha256Digest(blob);
     const resource = (uuid: string) => `uploads/${uuid}/blobs/${digest.hash}/${digest.sizeBytes}`;
     const chunk = (uuid: string, offset: number, last: boolean) =>
-      encode(MSG.WriteRequest, { resourceName: offset === 0 ? resource(uuid) : '', writeOffset: offset, finishWrite: last, data: blob.subarray(offset, offset + 128 * 1024) });
+      encode(MSG.WriteRequest, {
+        resourceName: offset === 0 ? resource(uuid) : '',
+        writeOffset: offset,
+        finishWrite: last,
+        data: blob.subarray(offset, offset + 128 * 1024),
+      });
 
     const uuid = randomUUID();
     fake.clearCalls();
-    const call = client.makeClientStreamRequest<Buffer, Buffer>(BYTESTREAM_WRITE, (b) => b, (b) => b, new grpc.Metadata(), { deadline: Date.now() + CLIENT_DEADLINE_MS }, () => undefined);
+    const call = client.makeClientStreamRequest<Buffer, Buffer>(
+      BYTESTREAM_WRITE,
+      (b) => b,
+      (b) => b,
+      new grpc.Metadata(),
+      { deadline: Date.now() + CLIENT_DEADLINE_MS },
+      () => undefined,
+    );
     call.on('error', () => undefined);
     const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
     call.write(chunk(uuid, 0, false));
     const record: RecordedCall = await fake.waitForCall(PATHS.Write);
     // The fake records requests as they arrive but announces the call at its start.
-    await settle(() => record.requestCount, (n) => n >= 1);
+    await settle(
+      () => record.requestCount,
+      (n) => n >= 1,
+    );
     await restartUpstream();
     const broken = await status;
-    expect({ code: broken.code, details: broken.details }).toEqual({ code: Code.UNAVAILABLE, details: expect.stringMatching(UPSTREAM_LOST) });
+    expect({ code: broken.code, details: broken.details }).toEqual({
+      code: Code.UNAVAILABLE,
+      details: expect.stringMatching(UPSTREAM_LOST),
+    });
     expect(fake.hasBlob(digest)).toBe(false);
 
     const fresh = randomUUID();
@@ -219,12 +272,21 @@ describe('the upstream restarts in the middle of a call', () => {
 
 function clientStreamAll(path: string, requests: Buffer[]): Promise<RawAnswer> {
   const messages: Buffer[] = [];
-  const call = client.makeClientStreamRequest<Buffer, Buffer>(path, (b) => b, (b) => b, new grpc.Metadata(), { deadline: Date.now() + CLIENT_DEADLINE_MS }, (_e, v) => {
-    if (v) messages.push(v);
-  });
+  const call = client.makeClientStreamRequest<Buffer, Buffer>(
+    path,
+    (b) => b,
+    (b) => b,
+    new grpc.Metadata(),
+    { deadline: Date.now() + CLIENT_DEADLINE_MS },
+    (_e, v) => {
+      if (v) messages.push(v);
+    },
+  );
   call.on('error', () => undefined);
   const done = new Promise<RawAnswer>((resolve) =>
-    call.on('status', (s: grpc.StatusObject) => setImmediate(() => resolve({ code: s.code, details: s.details, messages, trailers: s.metadata }))),
+    call.on('status', (s: grpc.StatusObject) =>
+      setImmediate(() => resolve({ code: s.code, details: s.details, messages, trailers: s.metadata })),
+    ),
   );
   for (const r of requests) call.write(r);
   call.end();
@@ -274,7 +336,20 @@ describe('a slow or silent upstream', () => {
       await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
       const holePort = (hole.address() as net.AddressInfo).port;
       holeProxy = await startProxy(
-        ['--upstream', `grpc://127.0.0.1:${holePort}`, '--shared-store', storeDir, '--nix-bin-dir', nix.dir, '--connect-timeout', '2s', '--keepalive-time', '1s', '--keepalive-timeout', '1s'],
+        [
+          '--upstream',
+          `grpc://127.0.0.1:${holePort}`,
+          '--shared-store',
+          storeDir,
+          '--nix-bin-dir',
+          nix.dir,
+          '--connect-timeout',
+          '2s',
+          '--keepalive-time',
+          '1s',
+          '--keepalive-timeout',
+          '1s',
+        ],
         { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } },
       );
       holeClient = rawClient(holeProxy.endpoint);
@@ -288,12 +363,17 @@ describe('a slow or silent upstream', () => {
     });
 
     it('with a short client deadline: DEADLINE_EXCEEDED at that deadline', async () => {
-      expect((await unary(holeClient, FIND_MISSING, findMissing(), { deadlineMs: 1000 })).code).toBe(Code.DEADLINE_EXCEEDED);
+      expect((await unary(holeClient, FIND_MISSING, findMissing(), { deadlineMs: 1000 })).code).toBe(
+        Code.DEADLINE_EXCEEDED,
+      );
     });
 
     it('with a long client deadline: UNAVAILABLE naming the upstream once connecting or the keepalive PING times out', async () => {
       const answer = await unary(holeClient, FIND_MISSING, findMissing(), { deadlineMs: CLIENT_DEADLINE_MS });
-      expect({ code: answer.code, details: answer.details }).toEqual({ code: Code.UNAVAILABLE, details: expect.stringMatching(/upstream grpc:\/\/127\.0\.0\.1:\d+/) });
+      expect({ code: answer.code, details: answer.details }).toEqual({
+        code: Code.UNAVAILABLE,
+        details: expect.stringMatching(/upstream grpc:\/\/127\.0\.0\.1:\d+/),
+      });
     });
 
     it('an Execute (its CAS reads go to the silent upstream): UNAVAILABLE after connectTimeoutMs, well before the client deadline', async () => {
@@ -345,11 +425,18 @@ describe('the Nix side fails', () => {
     const outcome = await runExecute(nixAction().action);
     expect({ code: outcome.code, details: outcome.details }).toEqual({
       code: Code.DEADLINE_EXCEEDED,
-      details: expect.stringMatching(/nix-store .* ran longer than 2000 ms and was stopped; raise limits\.nixCommandTimeoutMs/),
+      details: expect.stringMatching(
+        /nix-store .* ran longer than 2000 ms and was stopped; raise limits\.nixCommandTimeoutMs/,
+      ),
     });
     const hung = nix.hungPids().filter((p) => !before.has(p));
     expect(hung.length).toBeGreaterThan(0);
-    expect(await settle(() => hung.filter(StubNix.alive), (alive) => alive.length === 0)).toEqual([]);
+    expect(
+      await settle(
+        () => hung.filter(StubNix.alive),
+        (alive) => alive.length === 0,
+      ),
+    ).toEqual([]);
   });
 
   it('a copy that hangs: DEADLINE_EXCEEDED after limits.nixCommandTimeoutMs (each retry bounded too), and the process is gone', async () => {
@@ -363,7 +450,12 @@ describe('the Nix side fails', () => {
     });
     const hung = nix.hungPids().filter((p) => !before.has(p));
     expect(hung.length).toBeGreaterThan(0);
-    expect(await settle(() => hung.filter(StubNix.alive), (alive) => alive.length === 0)).toEqual([]);
+    expect(
+      await settle(
+        () => hung.filter(StubNix.alive),
+        (alive) => alive.length === 0,
+      ),
+    ).toEqual([]);
   });
 
   it("the shared store's disk is full: UNAVAILABLE naming the store and the full disk; served once there is room", async () => {
@@ -385,12 +477,18 @@ describe('afterwards', () => {
     nix.setBoth('valid');
     const outcome = await runExecute(nixAction().action);
     expect({ code: outcome.code, response: outcome.response?.code }).toEqual({ code: Code.OK, response: Code.OK });
-    expect((await unary(client, FIND_MISSING, encode(MSG.FindMissingBlobsRequest, {}), { deadlineMs: CLIENT_DEADLINE_MS })).code).toBe(Code.OK);
+    expect(
+      (await unary(client, FIND_MISSING, encode(MSG.FindMissingBlobsRequest, {}), { deadlineMs: CLIENT_DEADLINE_MS }))
+        .code,
+    ).toBe(Code.OK);
     const after = await settle(
       () => snapshot(proxy.pid),
       (s) => s.fds <= baseline.fds && s.children.length === 0,
     );
     expect(after.children).toEqual([]);
-    expect(after.fds, JSON.stringify({ before: fdSummary(baseline.fdTargets), after: fdSummary(after.fdTargets) })).toBeLessThanOrEqual(baseline.fds);
+    expect(
+      after.fds,
+      JSON.stringify({ before: fdSummary(baseline.fdTargets), after: fdSummary(after.fdTargets) }),
+    ).toBeLessThanOrEqual(baseline.fds);
   });
 });

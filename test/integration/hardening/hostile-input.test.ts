@@ -22,7 +22,14 @@ import {
   type Digest,
 } from '../../corpus/hostile/generate';
 import { FakeUpstream, PATHS, sha256Digest } from '../../support/fake-upstream';
-import { WAIT_EXECUTION, execute, executeRequest, rawClient, serverStream, trailerViolations } from '../../support/hardening/grpc-raw';
+import {
+  WAIT_EXECUTION,
+  execute,
+  executeRequest,
+  rawClient,
+  serverStream,
+  trailerViolations,
+} from '../../support/hardening/grpc-raw';
 import { fdSummary, peakRssBytes, settle, snapshot } from '../../support/hardening/process-probe';
 import { StubNix } from '../../support/hardening/stub-nix';
 import { startProxy, type ProxyProcess } from '../../support/proxy-process';
@@ -46,8 +53,14 @@ interface LookalikeCase {
 }
 
 const CORPUS = join(__dirname, '..', '..', 'corpus', 'hostile');
-const LOOKALIKES = (JSON.parse(readFileSync(join(CORPUS, 'store-path-strings.json'), 'utf8')) as { cases: LookalikeCase[] }).cases;
-const BAD_MESSAGES = (JSON.parse(readFileSync(join(CORPUS, 'protobuf-messages.json'), 'utf8')) as { cases: Array<{ name: string; hex: string }> }).cases;
+const LOOKALIKES = (
+  JSON.parse(readFileSync(join(CORPUS, 'store-path-strings.json'), 'utf8')) as { cases: LookalikeCase[] }
+).cases;
+const BAD_MESSAGES = (
+  JSON.parse(readFileSync(join(CORPUS, 'protobuf-messages.json'), 'utf8')) as {
+    cases: Array<{ name: string; hex: string }>;
+  }
+).cases;
 
 /**
  * Peak resident memory of the proxy over the whole file. Measured: ~85 MB
@@ -72,12 +85,16 @@ beforeAll(async () => {
   nix.set('nix', 'invalid');
   fake = new FakeUpstream({ separateInstances: false });
   const started = await fake.start();
-  proxy = await startProxy(['--upstream', started.url, '--shared-store', join(work, 'store'), '--nix-bin-dir', nix.dir], {
-    env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
-  });
+  proxy = await startProxy(
+    ['--upstream', started.url, '--shared-store', join(work, 'store'), '--nix-bin-dir', nix.dir],
+    {
+      env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
+    },
+  );
   client = rawClient(proxy.endpoint, undefined, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   // Open every pooled upstream connection (used round-robin), then take the reference counts.
-  for (let i = 0; i < 4; i++) expect((await execute(client, executeRequest(plainAction(`warm-up-${i}`)))).code).toBe(Code.OK);
+  for (let i = 0; i < 4; i++)
+    expect((await execute(client, executeRequest(plainAction(`warm-up-${i}`)))).code).toBe(Code.OK);
   baseline = snapshot(proxy.pid);
 });
 
@@ -100,14 +117,18 @@ function plainAction(salt: string): Digest {
   return actionWith(commandBlob(['/bin/true', salt]));
 }
 
-const bytesOf = (c: LookalikeCase): Buffer => (c.hex !== undefined ? Buffer.from(c.hex, 'hex') : Buffer.from(c.text!, 'utf8'));
+const bytesOf = (c: LookalikeCase): Buffer =>
+  c.hex !== undefined ? Buffer.from(c.hex, 'hex') : Buffer.from(c.text!, 'utf8');
 /** Protobuf string fields must be UTF-8; the corpus's raw-byte cases go into file contents only. */
 const isText = (c: LookalikeCase): boolean => c.hex === undefined;
 
 async function expectStatus(action: Digest | Buffer, code: number, message: RegExp): Promise<void> {
   const request = Buffer.isBuffer(action) ? action : executeRequest(action);
   const outcome = await execute(client, request);
-  expect({ code: outcome.code, details: outcome.details }).toMatchObject({ code, details: expect.stringMatching(message) });
+  expect({ code: outcome.code, details: outcome.details }).toMatchObject({
+    code,
+    details: expect.stringMatching(message),
+  });
 }
 
 async function expectMissingPaths(action: Digest, paths: readonly string[]): Promise<void> {
@@ -131,13 +152,26 @@ describe('digests and messages that are not what they claim', () => {
     const missing = sha256Digest(Buffer.from('never uploaded'));
     const outcome = await execute(client, executeRequest(missing));
     expect(outcome.code).toBe(Code.FAILED_PRECONDITION);
-    expect(trailerViolations(outcome.trailers)).toContainEqual({ type: 'MISSING', subject: `blobs/${missing.hash}/${missing.sizeBytes}` });
+    expect(trailerViolations(outcome.trailers)).toContainEqual({
+      type: 'MISSING',
+      subject: `blobs/${missing.hash}/${missing.sizeBytes}`,
+    });
   });
 
   it.each([
     ['a hash that is not hex', { hash: 'z'.repeat(64), sizeBytes: 3 }, Code.INVALID_ARGUMENT, /action_digest.*hex/],
-    ['a hash of no digest function length', { hash: 'a'.repeat(63), sizeBytes: 3 }, Code.INVALID_ARGUMENT, /matches no digest function/],
-    ['a path-traversal hash', { hash: '../../etc/passwd', sizeBytes: 3 }, Code.INVALID_ARGUMENT, /action digest hash|action_digest/],
+    [
+      'a hash of no digest function length',
+      { hash: 'a'.repeat(63), sizeBytes: 3 },
+      Code.INVALID_ARGUMENT,
+      /matches no digest function/,
+    ],
+    [
+      'a path-traversal hash',
+      { hash: '../../etc/passwd', sizeBytes: 3 },
+      Code.INVALID_ARGUMENT,
+      /action digest hash|action_digest/,
+    ],
     ['a size of 2^53', { hash: 'a'.repeat(64), sizeBytes: 2 ** 53 }, Code.INVALID_ARGUMENT, /size_bytes/],
     ['a size of 1 TiB', { hash: 'a'.repeat(64), sizeBytes: 2 ** 40 }, Code.RESOURCE_EXHAUSTED, /max_message_bytes/],
     ['no digest at all', undefined, Code.INVALID_ARGUMENT, /action_digest is missing/],
@@ -150,9 +184,12 @@ describe('digests and messages that are not what they claim', () => {
     await expectStatus(Buffer.from('0affffffff0f', 'hex'), Code.INVALID_ARGUMENT, /ExecuteRequest does not decode/);
   });
 
-  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))('an Action blob that is not a message (%s): INVALID_ARGUMENT naming the Action', async (_name, hex) => {
-    await expectStatus(put(Buffer.from(hex, 'hex')), Code.INVALID_ARGUMENT, /Action/);
-  });
+  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))(
+    'an Action blob that is not a message (%s): INVALID_ARGUMENT naming the Action',
+    async (_name, hex) => {
+      await expectStatus(put(Buffer.from(hex, 'hex')), Code.INVALID_ARGUMENT, /Action/);
+    },
+  );
 
   it('an Action blob of a million nested group starts: INVALID_ARGUMENT, the proxy keeps serving', async () => {
     await expectStatus(put(nestedGroups(1_000_000)), Code.INVALID_ARGUMENT, /Action/);
@@ -166,24 +203,49 @@ describe('digests and messages that are not what they claim', () => {
     await expectStatus(make(), Code.INVALID_ARGUMENT, /Action\.(command_digest|input_root_digest)|not a valid Action/);
   });
 
-  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))('a Command blob that is not a message (%s): INVALID_ARGUMENT naming the Command', async (_name, hex) => {
-    const action = put(actionBlob(put(Buffer.from(hex, 'hex')), emptyDirectory(fake)));
-    await expectStatus(action, Code.INVALID_ARGUMENT, /not a valid Command message \(Command/);
-  });
+  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))(
+    'a Command blob that is not a message (%s): INVALID_ARGUMENT naming the Command',
+    async (_name, hex) => {
+      const action = put(actionBlob(put(Buffer.from(hex, 'hex')), emptyDirectory(fake)));
+      await expectStatus(action, Code.INVALID_ARGUMENT, /not a valid Command message \(Command/);
+    },
+  );
 
   it.each([
-    ['invalid UTF-8 in an argument', commandBlob([Buffer.from([0x2f, 0xff, 0xfe])]), /Command\.arguments: string at byte 0 is not valid UTF-8/],
-    ['invalid UTF-8 in an environment variable', commandBlob([], [['PATH', Buffer.from([0xc3, 0x28])]]), /Command\.environment_variables\.value: string .* not valid UTF-8/],
-    ['an argument sent as a varint', Buffer.from('0801', 'hex'), /Command\.arguments: wire type 0 at byte 0 where 2 is expected/],
-    ['an argument whose length runs past the end', Buffer.from('0a05616263', 'hex'), /Command\.arguments: value at byte 0 runs past the end/],
-  ])('a Command with %s: INVALID_ARGUMENT naming the field (a lenient decoder would read something else)', async (_name, blob, message) => {
-    await expectStatus(actionWith(blob), Code.INVALID_ARGUMENT, message);
-  });
+    [
+      'invalid UTF-8 in an argument',
+      commandBlob([Buffer.from([0x2f, 0xff, 0xfe])]),
+      /Command\.arguments: string at byte 0 is not valid UTF-8/,
+    ],
+    [
+      'invalid UTF-8 in an environment variable',
+      commandBlob([], [['PATH', Buffer.from([0xc3, 0x28])]]),
+      /Command\.environment_variables\.value: string .* not valid UTF-8/,
+    ],
+    [
+      'an argument sent as a varint',
+      Buffer.from('0801', 'hex'),
+      /Command\.arguments: wire type 0 at byte 0 where 2 is expected/,
+    ],
+    [
+      'an argument whose length runs past the end',
+      Buffer.from('0a05616263', 'hex'),
+      /Command\.arguments: value at byte 0 runs past the end/,
+    ],
+  ])(
+    'a Command with %s: INVALID_ARGUMENT naming the field (a lenient decoder would read something else)',
+    async (_name, blob, message) => {
+      await expectStatus(actionWith(blob), Code.INVALID_ARGUMENT, message);
+    },
+  );
 
-  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))('an input root that is not a Directory (%s): INVALID_ARGUMENT naming the directory', async (_name, hex) => {
-    const action = put(actionBlob(put(commandBlob(['/bin/true'])), put(Buffer.from(hex, 'hex'))));
-    await expectStatus(action, Code.INVALID_ARGUMENT, /input root|input directory|digest of/);
-  });
+  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))(
+    'an input root that is not a Directory (%s): INVALID_ARGUMENT naming the directory',
+    async (_name, hex) => {
+      const action = put(actionBlob(put(commandBlob(['/bin/true'])), put(Buffer.from(hex, 'hex'))));
+      await expectStatus(action, Code.INVALID_ARGUMENT, /input root|input directory|digest of/);
+    },
+  );
 
   it.each([
     ['a path traversal', '../../etc/passwd'],
@@ -192,7 +254,12 @@ describe('digests and messages that are not what they claim', () => {
     // Longer names make the upstream's own NOT_FOUND message too large for its trailers.
     ['4,000 characters', 'x'.repeat(4000)],
   ])('a WaitExecution for a name with %s: NOT_FOUND from the upstream', async (_what, name) => {
-    const answer = await serverStream(client, WAIT_EXECUTION, Buffer.from(T.WaitExecutionRequest.encode({ name }).finish()), { deadlineMs: 10_000 });
+    const answer = await serverStream(
+      client,
+      WAIT_EXECUTION,
+      Buffer.from(T.WaitExecutionRequest.encode({ name }).finish()),
+      { deadlineMs: 10_000 },
+    );
     expect(answer.code).toBe(Code.NOT_FOUND);
   });
 });
@@ -210,18 +277,29 @@ describe('sizes far beyond a real action', () => {
   });
 
   it('a Command naming 20,000 distinct store paths: RESOURCE_EXHAUSTED naming limits.storePathsPerAction', async () => {
-    await expectStatus(actionWith(commandBlob(distinctPaths(20_000, 0, 101).split(' '))), Code.RESOURCE_EXHAUSTED, /10000 distinct Nix store paths.*limits\.storePathsPerAction/);
+    await expectStatus(
+      actionWith(commandBlob(distinctPaths(20_000, 0, 101).split(' '))),
+      Code.RESOURCE_EXHAUSTED,
+      /10000 distinct Nix store paths.*limits\.storePathsPerAction/,
+    );
   });
 
   it('an input file naming 20,000 distinct store paths: RESOURCE_EXHAUSTED naming limits.storePathsPerAction', async () => {
     const file = put(Buffer.from(distinctPaths(20_000, 0, 102)));
     const root = put(directoryBlob({ files: [{ name: 'paths.txt', digest: file }] }));
-    await expectStatus(actionWith(commandBlob(['/bin/true']), root), Code.RESOURCE_EXHAUSTED, /limits\.storePathsPerAction/);
+    await expectStatus(
+      actionWith(commandBlob(['/bin/true']), root),
+      Code.RESOURCE_EXHAUSTED,
+      /limits\.storePathsPerAction/,
+    );
   });
 
   it('an environment variable with a 1,000,000-character name naming 500 store paths: the answer names them, its size stays bounded', async () => {
     const paths = distinctPaths(500, 0, 103).split(' ');
-    const outcome = await execute(client, executeRequest(actionWith(commandBlob(['/bin/true'], [['N'.repeat(1_000_000), paths.join(' ')]]))));
+    const outcome = await execute(
+      client,
+      executeRequest(actionWith(commandBlob(['/bin/true'], [['N'.repeat(1_000_000), paths.join(' ')]]))),
+    );
     expect(outcome.code).toBe(Code.OK);
     expect(outcome.response?.code).toBe(Code.FAILED_PRECONDITION);
     // The store side reports the first 100 of them.
@@ -233,29 +311,55 @@ describe('sizes far beyond a real action', () => {
   });
 
   it('a Command larger than the message limit: RESOURCE_EXHAUSTED naming max_message_bytes', async () => {
-    await expectStatus(actionWith(commandBlob([prefixFlood(5 * 1024 * 1024)])), Code.RESOURCE_EXHAUSTED, /the Command blob .* is 5242885 bytes, more than the proxy's limit of 4194304 \(max_message_bytes\)/);
+    await expectStatus(
+      actionWith(commandBlob([prefixFlood(5 * 1024 * 1024)])),
+      Code.RESOURCE_EXHAUSTED,
+      /the Command blob .* is 5242885 bytes, more than the proxy's limit of 4194304 \(max_message_bytes\)/,
+    );
   });
 
   it('an input tree 10,000 levels deep: RESOURCE_EXHAUSTED naming limits.treeDepth', async () => {
-    await expectStatus(actionWith(commandBlob(['/bin/true']), deepTree(fake, 10_000)), Code.RESOURCE_EXHAUSTED, /deeper than 256 .*limits\.treeDepth/);
+    await expectStatus(
+      actionWith(commandBlob(['/bin/true']), deepTree(fake, 10_000)),
+      Code.RESOURCE_EXHAUSTED,
+      /deeper than 256 .*limits\.treeDepth/,
+    );
   });
 
   it('an input tree of 1,000,000 files in 1,000 directories: RESOURCE_EXHAUSTED naming limits.treeNodes', async () => {
-    await expectStatus(actionWith(commandBlob(['/bin/true']), wideTree(fake, 1000, 1000)), Code.RESOURCE_EXHAUSTED, /more than 1000000 nodes.*limits\.treeNodes/);
+    await expectStatus(
+      actionWith(commandBlob(['/bin/true']), wideTree(fake, 1000, 1000)),
+      Code.RESOURCE_EXHAUSTED,
+      /more than 1000000 nodes.*limits\.treeNodes/,
+    );
   });
 
   it('a directory of 100,000 entries (larger than the message limit): RESOURCE_EXHAUSTED naming max_message_bytes', async () => {
     const file = put(Buffer.from('x'));
-    const root = put(directoryBlob({ files: Array.from({ length: 100_000 }, (_, i) => ({ name: `file-number-${i}`, digest: file })) }));
-    await expectStatus(actionWith(commandBlob(['/bin/true']), root), Code.RESOURCE_EXHAUSTED, /input directory the input root \(blob .*\) is \d+ bytes, more than the proxy's limit of 4194304 \(max_message_bytes\)/);
+    const root = put(
+      directoryBlob({ files: Array.from({ length: 100_000 }, (_, i) => ({ name: `file-number-${i}`, digest: file })) }),
+    );
+    await expectStatus(
+      actionWith(commandBlob(['/bin/true']), root),
+      Code.RESOURCE_EXHAUSTED,
+      /input directory the input root \(blob .*\) is \d+ bytes, more than the proxy's limit of 4194304 \(max_message_bytes\)/,
+    );
   });
 
   it('a Merkle zip bomb (2^64 files in 65 blobs): RESOURCE_EXHAUSTED naming limits.treeNodes, counted without expanding', async () => {
-    await expectStatus(actionWith(commandBlob(['/bin/true']), zipBomb(fake, 64)), Code.RESOURCE_EXHAUSTED, /limits\.treeNodes/);
+    await expectStatus(
+      actionWith(commandBlob(['/bin/true']), zipBomb(fake, 64)),
+      Code.RESOURCE_EXHAUSTED,
+      /limits\.treeNodes/,
+    );
   });
 
   it('a zip bomb as wide as it is deep (200 levels of 10 references each): RESOURCE_EXHAUSTED', async () => {
-    await expectStatus(actionWith(commandBlob(['/bin/true']), zipBomb(fake, 200, 10)), Code.RESOURCE_EXHAUSTED, /limits\.treeNodes/);
+    await expectStatus(
+      actionWith(commandBlob(['/bin/true']), zipBomb(fake, 200, 10)),
+      Code.RESOURCE_EXHAUSTED,
+      /limits\.treeNodes/,
+    );
   });
 
   it.each([
@@ -284,13 +388,19 @@ describe('strings that look like store paths, with injection attempts (test/corp
         symlinks: isText(c) ? [{ name: 'link', target: bytes }] : [],
       }),
     );
-    const action = actionWith(commandBlob(isText(c) ? ['/bin/sh', bytes] : ['/bin/sh'], isText(c) ? [['HOSTILE', bytes]] : []), root);
+    const action = actionWith(
+      commandBlob(isText(c) ? ['/bin/sh', bytes] : ['/bin/sh'], isText(c) ? [['HOSTILE', bytes]] : []),
+      root,
+    );
     if (c.paths.length === 0) await expectForwarded(action);
     else await expectMissingPaths(action, c.paths);
   });
 
   it('Nix was only ever given whole, strict store paths as arguments, and nothing ran the injected commands', () => {
-    const seen = nix.calls().flat().filter((a) => a.startsWith('/nix/store'));
+    const seen = nix
+      .calls()
+      .flat()
+      .filter((a) => a.startsWith('/nix/store'));
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.filter((a) => !STORE_PATH_RE.test(a))).toEqual([]);
     expect(existsSync(SENTINEL)).toBe(false);
@@ -311,6 +421,9 @@ describe('afterwards', () => {
       kinds: expect.any(Object),
       children: [],
     });
-    expect(after.fds, JSON.stringify({ before: fdSummary(baseline.fdTargets), after: fdSummary(after.fdTargets) })).toBeLessThanOrEqual(baseline.fds);
+    expect(
+      after.fds,
+      JSON.stringify({ before: fdSummary(baseline.fdTargets), after: fdSummary(after.fdTargets) }),
+    ).toBeLessThanOrEqual(baseline.fds);
   });
 });

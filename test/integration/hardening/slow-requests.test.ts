@@ -26,7 +26,12 @@ function rssBytes(pid: number): number {
 }
 
 /** Opens a gRPC stream on `session` and sends a frame header announcing `announced` bytes, then `send` bytes of it. */
-function slowRequest(session: ClientHttp2Session, path: string, announced: number, send: number): Promise<{ status?: string; message?: string }> {
+function slowRequest(
+  session: ClientHttp2Session,
+  path: string,
+  announced: number,
+  send: number,
+): Promise<{ status?: string; message?: string }> {
   return new Promise((resolve) => {
     const stream = session.request({
       [constants.HTTP2_HEADER_METHOD]: 'POST',
@@ -62,7 +67,14 @@ describe('requests that never finish', () => {
     work = await mkdtemp(join(tmpdir(), 'slow-requests-'));
     const tokens = join(work, 'tokens');
     writeFileSync(tokens, 'ci:slow-requests-0123456789abcdef\n');
-    proxy = await startProxy(['--upstream', 'grpc://127.0.0.1:1', '--auth-tokens-file', tokens, '--limits-request-read-timeout', '1500ms']);
+    proxy = await startProxy([
+      '--upstream',
+      'grpc://127.0.0.1:1',
+      '--auth-tokens-file',
+      tokens,
+      '--limits-request-read-timeout',
+      '1500ms',
+    ]);
   }, 60_000);
 
   afterAll(async () => {
@@ -97,7 +109,9 @@ describe('requests that never finish', () => {
     const sessions = Array.from({ length: 10 }, () => connect(`http://${proxy.endpoint}`));
     try {
       // Each announces 4 MiB and sends 256 KiB of it (125 MiB in all, were they kept).
-      const pending = sessions.flatMap((s) => Array.from({ length: 50 }, () => slowRequest(s, HEALTH, 4 * 1024 * 1024, 256 * 1024)));
+      const pending = sessions.flatMap((s) =>
+        Array.from({ length: 50 }, () => slowRequest(s, HEALTH, 4 * 1024 * 1024, 256 * 1024)),
+      );
       await new Promise((r) => setTimeout(r, 500));
       const during = rssBytes(proxy.pid);
       expect((await checkHealth({ address: proxy.endpoint, timeoutMs: 5_000 })).exitCode).toBe(0);
@@ -114,7 +128,14 @@ describe('requests that never finish', () => {
 describe('connection and stream bounds', () => {
   let bounded: ProxyProcess;
   beforeAll(async () => {
-    bounded = await startProxy(['--upstream', 'grpc://127.0.0.1:1', '--limits-connections', '5', '--limits-streams-per-connection', '20']);
+    bounded = await startProxy([
+      '--upstream',
+      'grpc://127.0.0.1:1',
+      '--limits-connections',
+      '5',
+      '--limits-streams-per-connection',
+      '20',
+    ]);
   }, 60_000);
   afterAll(async () => {
     await bounded?.stop();
@@ -123,7 +144,9 @@ describe('connection and stream bounds', () => {
   it('each connection is told it may open 20 calls at once (MAX_CONCURRENT_STREAMS)', async () => {
     const session = connect(`http://${bounded.endpoint}`);
     try {
-      const settings = await new Promise<{ maxConcurrentStreams?: number }>((resolve) => session.once('remoteSettings', resolve));
+      const settings = await new Promise<{ maxConcurrentStreams?: number }>((resolve) =>
+        session.once('remoteSettings', resolve),
+      );
       expect(settings.maxConcurrentStreams).toBe(20);
     } finally {
       session.close();
@@ -167,7 +190,14 @@ describe('connection and stream bounds', () => {
 describe('the request buffer budget', () => {
   let budgeted: ProxyProcess;
   beforeAll(async () => {
-    budgeted = await startProxy(['--upstream', 'grpc://127.0.0.1:1', '--limits-request-buffer', '1MiB', '--limits-request-read-timeout', '2s']);
+    budgeted = await startProxy([
+      '--upstream',
+      'grpc://127.0.0.1:1',
+      '--limits-request-buffer',
+      '1MiB',
+      '--limits-request-read-timeout',
+      '2s',
+    ]);
   }, 60_000);
   afterAll(async () => {
     await budgeted?.stop();
@@ -177,7 +207,9 @@ describe('the request buffer budget', () => {
     const sessions = Array.from({ length: 4 }, () => connect(`http://${budgeted.endpoint}`));
     try {
       // 100 unfinished Health requests of 12 KiB each: about 1.2 MiB held, were they all kept.
-      const answers = await Promise.all(sessions.flatMap((s) => Array.from({ length: 25 }, () => slowRequest(s, HEALTH, 16 * 1024, 12 * 1024))));
+      const answers = await Promise.all(
+        sessions.flatMap((s) => Array.from({ length: 25 }, () => slowRequest(s, HEALTH, 16 * 1024, 12 * 1024))),
+      );
       const refused = answers.filter((a) => a.status === String(8));
       expect(refused.length).toBeGreaterThan(0);
       expect(refused[0]!.message).toMatch(/limits\.requestBufferBytes is 1048576/);

@@ -48,7 +48,20 @@ beforeAll(async () => {
   fake = new FakeUpstream({ separateInstances: false, recordBytesPerCall: 0 });
   const up = await fake.start();
   proxy = await startProxy(
-    ['--upstream', up.url, '--shared-store', store, '--substituter', `file://${cache}`, '--nix-bin-dir', nix.dir, '--connect-timeout', '2s', '--limits-realise-retries', '0'],
+    [
+      '--upstream',
+      up.url,
+      '--shared-store',
+      store,
+      '--substituter',
+      `file://${cache}`,
+      '--nix-bin-dir',
+      nix.dir,
+      '--connect-timeout',
+      '2s',
+      '--limits-realise-retries',
+      '0',
+    ],
     { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info', NODE_OPTIONS: `--max-old-space-size=${PROXY_HEAP_MB}` } },
   );
 });
@@ -59,33 +72,56 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-it(`${SECONDS} s of traffic from 200 clients with faults: no blob lost or corrupted, memory flat, nothing leaked`, async () => {
-  // A short calm run first opens the upstream connections the proxy keeps; then the reference counts.
-  await runSoak({ endpoint: proxy.endpoint, proxyPid: proxy.pid, fake, nix, durationMs: 2000, clients: 8, faults: false });
-  const before = await settle(
-    () => snapshot(proxy.pid),
-    (s) => s.children.length === 0,
-  );
-  report = await runSoak({ endpoint: proxy.endpoint, proxyPid: proxy.pid, fake, nix, durationMs: SECONDS * 1000, clients: 200, faults: true });
-  const total = Object.values(report.operations).reduce((a, b) => a + b, 0);
-  const failed = Object.values(report.failed).reduce((a, b) => a + b, 0);
-  const summary = JSON.stringify({ ...report, rss: { ...report.rss, samples: report.rss.samples.length } });
+it(
+  `${SECONDS} s of traffic from 200 clients with faults: no blob lost or corrupted, memory flat, nothing leaked`,
+  async () => {
+    // A short calm run first opens the upstream connections the proxy keeps; then the reference counts.
+    await runSoak({
+      endpoint: proxy.endpoint,
+      proxyPid: proxy.pid,
+      fake,
+      nix,
+      durationMs: 2000,
+      clients: 8,
+      faults: false,
+    });
+    const before = await settle(
+      () => snapshot(proxy.pid),
+      (s) => s.children.length === 0,
+    );
+    report = await runSoak({
+      endpoint: proxy.endpoint,
+      proxyPid: proxy.pid,
+      fake,
+      nix,
+      durationMs: SECONDS * 1000,
+      clients: 200,
+      faults: true,
+    });
+    const total = Object.values(report.operations).reduce((a, b) => a + b, 0);
+    const failed = Object.values(report.failed).reduce((a, b) => a + b, 0);
+    const summary = JSON.stringify({ ...report, rss: { ...report.rss, samples: report.rss.samples.length } });
 
-  expect(report.corrupted, summary).toBe(0);
-  expect(report.lost, summary).toBe(0);
-  expect(report.reportedMissing, summary).toBe(0);
-  expect(report.blobsWritten, summary).toBeGreaterThan(1000);
-  expect(report.operations.execute, summary).toBeGreaterThan(100);
-  expect(Object.keys(report.faults).length, summary).toBeGreaterThanOrEqual(4);
-  // Faults are brief and clients retry: almost everything succeeds in the end.
-  expect(failed / total, summary).toBeLessThan(0.01);
-  expect(proxy.child.exitCode, `the proxy exited during the soak:\n${proxy.logs().slice(-4000)}`).toBeNull();
-  expect(report.rss.lastThirdMedian - report.rss.firstThirdMedian, summary).toBeLessThan(FLAT_BYTES);
+    expect(report.corrupted, summary).toBe(0);
+    expect(report.lost, summary).toBe(0);
+    expect(report.reportedMissing, summary).toBe(0);
+    expect(report.blobsWritten, summary).toBeGreaterThan(1000);
+    expect(report.operations.execute, summary).toBeGreaterThan(100);
+    expect(Object.keys(report.faults).length, summary).toBeGreaterThanOrEqual(4);
+    // Faults are brief and clients retry: almost everything succeeds in the end.
+    expect(failed / total, summary).toBeLessThan(0.01);
+    expect(proxy.child.exitCode, `the proxy exited during the soak:\n${proxy.logs().slice(-4000)}`).toBeNull();
+    expect(report.rss.lastThirdMedian - report.rss.firstThirdMedian, summary).toBeLessThan(FLAT_BYTES);
 
-  const after = await settle(
-    () => snapshot(proxy.pid),
-    (s) => s.fds <= before.fds && s.children.length === 0,
-  );
-  expect(after.children).toEqual([]);
-  expect(after.fds, JSON.stringify({ before: fdSummary(before.fdTargets), after: fdSummary(after.fdTargets) })).toBeLessThanOrEqual(before.fds);
-}, (SECONDS + 120) * 1000);
+    const after = await settle(
+      () => snapshot(proxy.pid),
+      (s) => s.fds <= before.fds && s.children.length === 0,
+    );
+    expect(after.children).toEqual([]);
+    expect(
+      after.fds,
+      JSON.stringify({ before: fdSummary(before.fdTargets), after: fdSummary(after.fdTargets) }),
+    ).toBeLessThanOrEqual(before.fds);
+  },
+  (SECONDS + 120) * 1000,
+);

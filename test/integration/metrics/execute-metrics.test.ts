@@ -34,13 +34,24 @@ describe.skipIf(!nixAvailable())('Execute metrics with a real shared store', () 
     const shared = await makeChrootStore(path.join(dir, 'shared'));
     paths = await buildPaths([
       { name: 'dep', files: { 'lib/x': 'dep' } },
-      { name: 'tool', deps: ['dep'], files: { 'bin/tool': '#!/bin/sh\n. @dep:dep@/lib/x\n' }, executable: ['bin/tool'] },
+      {
+        name: 'tool',
+        deps: ['dep'],
+        files: { 'bin/tool': '#!/bin/sh\n. @dep:dep@/lib/x\n' },
+        executable: ['bin/tool'],
+      },
     ]);
     fake = new FakeUpstream();
     started = await fake.start();
     const config: Config = {
       ...structuredClone(DEFAULTS),
-      ...typed({ listen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', upstream: started.url, sharedStore: shared, substituters: ['local'] }),
+      ...typed({
+        listen: '127.0.0.1:0',
+        metricsListen: '127.0.0.1:0',
+        upstream: started.url,
+        sharedStore: shared,
+        substituters: ['local'],
+      }),
       requireSigs: false,
     };
     proxy = await startProxy(config, testLogger());
@@ -68,7 +79,8 @@ describe.skipIf(!nixAvailable())('Execute metrics with a real shared store', () 
     });
   }
 
-  const count = (s: Sample[], name: string, labels: Record<string, string> = {}): number => valueOf(s, `${P}${name}`, labels);
+  const count = (s: Sample[], name: string, labels: Record<string, string> = {}): number =>
+    valueOf(s, `${P}${name}`, labels);
 
   it('counts one realisation for the first action and cache hits for the second', async () => {
     const before = await scrape(proxy.metricsEndpoint!);
@@ -76,7 +88,8 @@ describe.skipIf(!nixAvailable())('Execute metrics with a real shared store', () 
     const last = T.Operation.decode(first[first.length - 1]!) as unknown as { done: boolean };
     expect(last.done).toBe(true);
     const afterFirst = await scrape(proxy.metricsEndpoint!);
-    const delta = (name: string, labels?: Record<string, string>): number => count(afterFirst, name, labels) - count(before, name, labels);
+    const delta = (name: string, labels?: Record<string, string>): number =>
+      count(afterFirst, name, labels) - count(before, name, labels);
     expect(delta('execute_prepared_total')).toBe(1);
     expect(delta('execute_references_total')).toBe(1);
     expect(delta('execute_missing_paths_total')).toBe(1);
@@ -87,14 +100,17 @@ describe.skipIf(!nixAvailable())('Execute metrics with a real shared store', () 
 
     await execute(`${paths.tool}/bin/tool`);
     const afterSecond = await scrape(proxy.metricsEndpoint!);
-    const delta2 = (name: string, labels?: Record<string, string>): number => count(afterSecond, name, labels) - count(afterFirst, name, labels);
+    const delta2 = (name: string, labels?: Record<string, string>): number =>
+      count(afterSecond, name, labels) - count(afterFirst, name, labels);
     expect(delta2('execute_prepared_total')).toBe(1);
     expect(delta2('realisations_started_total')).toBe(0);
     expect(delta2('cache_lookups_total', { cache: 'validity', result: 'hit' })).toBe(1);
     // The same action again: answered from the action memo, so the tree is not even looked up.
     expect(delta2('cache_lookups_total', { cache: 'action', result: 'hit' })).toBe(1);
     expect(delta2('cache_lookups_total', { cache: 'tree', result: 'hit' })).toBe(0);
-    expect(delta2('calls_total', { service: 'build.bazel.remote.execution.v2.Execution', method: 'Execute', code: 'OK' })).toBe(1);
+    expect(
+      delta2('calls_total', { service: 'build.bazel.remote.execution.v2.Execution', method: 'Execute', code: 'OK' }),
+    ).toBe(1);
   }, 60_000);
 
   it('counts a failed preparation by reason', async () => {
@@ -103,7 +119,9 @@ describe.skipIf(!nixAvailable())('Execute metrics with a real shared store', () 
     await execute(`${absent}/bin/x`);
     const after = await scrape(proxy.metricsEndpoint!);
     const reason = { reason: 'NIX_PATHS_UNAVAILABLE' };
-    expect(count(after, 'execute_prepare_failures_total', reason) - count(before, 'execute_prepare_failures_total', reason)).toBe(1);
+    expect(
+      count(after, 'execute_prepare_failures_total', reason) - count(before, 'execute_prepare_failures_total', reason),
+    ).toBe(1);
     expect(count(after, 'execute_prepared_total') - count(before, 'execute_prepared_total')).toBe(0);
   }, 60_000);
 });

@@ -23,7 +23,10 @@ interface Panel {
   title: string;
   targets?: Array<{ expr: string }>;
 }
-const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: Panel[]; templating: { list: Array<{ definition?: string }> } };
+const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+  panels: Panel[];
+  templating: { list: Array<{ definition?: string }> };
+};
 const exprs = [
   ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr }))),
   ...dashboard.templating.list.filter((v) => v.definition).map((v) => ({ panel: 'variable', expr: v.definition! })),
@@ -67,8 +70,12 @@ beforeAll(async () => {
   // One call, so the call series carry samples with their labels.
   const client = new grpc.Client(proxy.endpoint, grpc.credentials.createInsecure());
   await new Promise<void>((resolve, reject) =>
-    client.makeUnaryRequest(PATHS.FindMissingBlobs, (b: Buffer) => b, (b: Buffer) => b, encode(MSG.FindMissingBlobsRequest, { blobDigests: [] }), (err) =>
-      err ? reject(err) : resolve(),
+    client.makeUnaryRequest(
+      PATHS.FindMissingBlobs,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      encode(MSG.FindMissingBlobsRequest, { blobDigests: [] }),
+      (err) => (err ? reject(err) : resolve()),
     ),
   );
   client.close();
@@ -83,7 +90,18 @@ afterAll(async () => {
 describe('the Grafana dashboard', () => {
   it('queries the series operators need: calls, preparation, realisations, caches, roots, sweeps, roots state', () => {
     const all = exprs.flatMap((e) => seriesOf(e.expr));
-    for (const needed of ['calls_total', 'call_duration_seconds_bucket', 'execute_prepare_duration_seconds_bucket', 'realisations_started_total', 'single_flight_joins_total', 'cache_lookups_total', 'gc_roots', 'gc_rooted_bytes', 'gc_sweeps_total', 'gc_roots_enabled']) {
+    for (const needed of [
+      'calls_total',
+      'call_duration_seconds_bucket',
+      'execute_prepare_duration_seconds_bucket',
+      'realisations_started_total',
+      'single_flight_joins_total',
+      'cache_lookups_total',
+      'gc_roots',
+      'gc_rooted_bytes',
+      'gc_sweeps_total',
+      'gc_roots_enabled',
+    ]) {
       expect(all, needed).toContain(`${P}${needed}`);
     }
   });
@@ -108,7 +126,10 @@ describe('the Grafana dashboard', () => {
       const first = family(series[0]!, types)!;
       const have = labelNames.get(first);
       for (const by of expr.matchAll(/\bby \(([^)]*)\)/g)) {
-        for (const label of by[1]!.split(',').map((l) => l.trim()).filter((l) => l !== 'le' && l !== '')) {
+        for (const label of by[1]!
+          .split(',')
+          .map((l) => l.trim())
+          .filter((l) => l !== 'le' && l !== '')) {
           if (have && have.size > 0) expect(have, `${panel}: ${first} has no label ${label}`).toContain(label);
         }
       }

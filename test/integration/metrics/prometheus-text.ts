@@ -19,7 +19,8 @@ export function parseExposition(text: string): Sample[] {
     if (!m) throw new Error(`not an exposition line: ${line}`);
     const labels: Record<string, string> = {};
     const labelRe = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-    for (const l of (m[2] ?? '').matchAll(labelRe)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    for (const l of (m[2] ?? '').matchAll(labelRe))
+      labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     const raw = m[3]!;
     const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
     samples.push({ name: m[1]!, labels, value });
@@ -30,7 +31,8 @@ export function parseExposition(text: string): Sample[] {
 /** The value of the one sample named `name` whose labels include `labels`; 0 when there is none. */
 export function valueOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
   const matches = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (matches.length > 1) throw new Error(`${matches.length} samples of ${name} match ${JSON.stringify(labels)}; be more specific`);
+  if (matches.length > 1)
+    throw new Error(`${matches.length} samples of ${name} match ${JSON.stringify(labels)}; be more specific`);
   return matches[0]?.value ?? 0;
 }
 
@@ -46,7 +48,9 @@ export function httpGet(url: string, method = 'GET'): Promise<Scrape> {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -65,7 +69,11 @@ export async function scrape(endpoint: string): Promise<Sample[]> {
  * finished its side of a call, which may be just after the client saw the
  * answer; re-scraping on each turn of the event loop waits for exactly that.
  */
-export async function scrapeUntil(endpoint: string, ready: (s: Sample[]) => boolean, timeoutMs = 5_000): Promise<Sample[]> {
+export async function scrapeUntil(
+  endpoint: string,
+  ready: (s: Sample[]) => boolean,
+  timeoutMs = 5_000,
+): Promise<Sample[]> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const samples = await scrape(endpoint);

@@ -35,11 +35,20 @@ beforeAll(async () => {
   const doneOperation = Buffer.from(T.Operation.encode({ name: 'operations/1', done: true }).finish());
   upstream = await startRawServer({
     [PATHS.capabilities]: { kind: 'unary', handle: () => Buffer.from(T.ServerCapabilities.encode({}).finish()) },
-    [PATHS.getActionResult]: { kind: 'unary', handle: () => ({ code: Code.NOT_FOUND, details: 'no result', metadata: undefined as never }) },
+    [PATHS.getActionResult]: {
+      kind: 'unary',
+      handle: () => ({ code: Code.NOT_FOUND, details: 'no result', metadata: undefined as never }),
+    },
     [PATHS.findMissing]: { kind: 'unary', handle: () => Buffer.alloc(0) },
     [PATHS.write]: { kind: 'clientStream', handle: () => Buffer.alloc(0) },
-    [PATHS.execute]: { kind: 'serverStream', handle: () => [Buffer.from(T.Operation.encode({ name: 'operations/1' }).finish()), doneOperation] },
-    [PATHS.read]: { kind: 'serverStream', handle: () => [Buffer.from(T.ReadResponse.encode({ data: Buffer.from('output') }).finish())] },
+    [PATHS.execute]: {
+      kind: 'serverStream',
+      handle: () => [Buffer.from(T.Operation.encode({ name: 'operations/1' }).finish()), doneOperation],
+    },
+    [PATHS.read]: {
+      kind: 'serverStream',
+      handle: () => [Buffer.from(T.ReadResponse.encode({ data: Buffer.from('output') }).finish())],
+    },
   });
   const config: Config = {
     ...structuredClone(DEFAULTS),
@@ -97,15 +106,20 @@ describe('metrics after a proxied build', () => {
       [PATHS.read, 'OK', ACTIONS],
       ['/grpc.health.v1.Health/Check', 'OK', 1],
     ];
-    const after = await scrapeUntil(proxy.metricsEndpoint!, (s) =>
-      expected.every(([path, code, n]) => delta(s, (x) => calls(x, path, code)) >= n) &&
-      delta(s, (x) => valueOf(x, `${P}calls_total`, { service: 'other', method: 'other', code: 'UNIMPLEMENTED' })) >= 1,
+    const after = await scrapeUntil(
+      proxy.metricsEndpoint!,
+      (s) =>
+        expected.every(([path, code, n]) => delta(s, (x) => calls(x, path, code)) >= n) &&
+        delta(s, (x) => valueOf(x, `${P}calls_total`, { service: 'other', method: 'other', code: 'UNIMPLEMENTED' })) >=
+          1,
     );
     for (const [path, code, n] of expected) {
       expect({ path, code, counted: delta(after, (x) => calls(x, path, code)) }).toEqual({ path, code, counted: n });
       expect({ path, timed: delta(after, (x) => timed(x, path)) }).toEqual({ path, timed: n });
     }
-    expect(delta(after, (x) => valueOf(x, `${P}calls_total`, { service: 'other', method: 'other', code: 'UNIMPLEMENTED' }))).toBe(1);
+    expect(
+      delta(after, (x) => valueOf(x, `${P}calls_total`, { service: 'other', method: 'other', code: 'UNIMPLEMENTED' })),
+    ).toBe(1);
     // Nothing else moved: no failed Executes, no stray codes.
     expect(delta(after, (x) => calls(x, PATHS.execute, 'UNAVAILABLE'))).toBe(0);
     const totalBefore = before.filter((s) => s.name === `${P}calls_total`).reduce((a, s) => a + s.value, 0);

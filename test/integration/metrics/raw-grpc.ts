@@ -44,7 +44,10 @@ export async function startRawServer(handlers: Record<string, RawHandler>): Prom
         else callback(out, null);
       }) as grpc.handleUnaryCall<Buffer, Buffer>;
     } else if (handler.kind === 'clientStream') {
-      implementation[key] = ((call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      implementation[key] = ((
+        call: grpc.ServerReadableStream<Buffer, Buffer>,
+        callback: grpc.sendUnaryData<Buffer>,
+      ) => {
         received.push(path);
         const chunks: Buffer[] = [];
         call.on('data', (c: Buffer) => chunks.push(c));
@@ -60,7 +63,9 @@ export async function startRawServer(handlers: Record<string, RawHandler>): Prom
   }
   if (Object.keys(definition).length > 0) server.addService(definition as grpc.ServiceDefinition, implementation);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   return {
     port,

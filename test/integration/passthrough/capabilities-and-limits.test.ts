@@ -74,7 +74,11 @@ function withoutMaxBatch(message: Buffer): Buffer {
   return Buffer.concat(
     topLevelFields(message).map((f) => {
       if (f.field !== CACHE_CAPABILITIES || f.wireType !== 2) return f.raw;
-      const inner = Buffer.concat(topLevelFields(f.value).filter((g) => g.field !== MAX_BATCH).map((g) => g.raw));
+      const inner = Buffer.concat(
+        topLevelFields(f.value)
+          .filter((g) => g.field !== MAX_BATCH)
+          .map((g) => g.raw),
+      );
       return field(CACHE_CAPABILITIES, 2, (w) => w.bytes(inner));
     }),
   );
@@ -86,7 +90,11 @@ function maxBatchOf(message: Buffer): number {
 
 async function capabilitiesThroughProxy(upstreamBytes: Buffer): Promise<Buffer> {
   fake.script(PATHS.GetCapabilities, { responses: [upstreamBytes] }, 1);
-  const answer = await unary(client, PATHS.GetCapabilities, encode(MSG.GetCapabilitiesRequest, { instanceName: 'main' }));
+  const answer = await unary(
+    client,
+    PATHS.GetCapabilities,
+    encode(MSG.GetCapabilitiesRequest, { instanceName: 'main' }),
+  );
   expect(answer.code).toBe(Code.OK);
   expect(answer.messages).toHaveLength(1);
   return answer.messages[0]!;
@@ -114,12 +122,19 @@ describe('GetCapabilities: max_batch_total_size_bytes is clamped, nothing else c
   });
 
   it('a server without cache capabilities is left alone', async () => {
-    const upstream = Buffer.concat([encode(MSG.ServerCapabilities, { executionCapabilities: { digestFunction: 1, execEnabled: true } }), unknownFields('no cache')]);
+    const upstream = Buffer.concat([
+      encode(MSG.ServerCapabilities, { executionCapabilities: { digestFunction: 1, execEnabled: true } }),
+      unknownFields('no cache'),
+    ]);
     expect(await capabilitiesThroughProxy(upstream)).toEqual(upstream);
   });
 
   it('the upstream’s real answer (4 MiB) is clamped to the proxy’s 1 MiB', async () => {
-    const answer = await unary(client, PATHS.GetCapabilities, encode(MSG.GetCapabilitiesRequest, { instanceName: 'main' }));
+    const answer = await unary(
+      client,
+      PATHS.GetCapabilities,
+      encode(MSG.GetCapabilitiesRequest, { instanceName: 'main' }),
+    );
     expect(answer.code).toBe(Code.OK);
     const caps = decode(MSG.ServerCapabilities, answer.messages[0]!);
     expect(caps.cacheCapabilities.maxBatchTotalSizeBytes).toBe(LIMIT);
@@ -128,8 +143,16 @@ describe('GetCapabilities: max_batch_total_size_bytes is clamped, nothing else c
   });
 
   it('an error from GetCapabilities passes unchanged', async () => {
-    fake.script(PATHS.GetCapabilities, { status: { code: Code.PERMISSION_DENIED, message: 'instance main is not yours' } }, 1);
-    const answer = await unary(client, PATHS.GetCapabilities, encode(MSG.GetCapabilitiesRequest, { instanceName: 'main' }));
+    fake.script(
+      PATHS.GetCapabilities,
+      { status: { code: Code.PERMISSION_DENIED, message: 'instance main is not yours' } },
+      1,
+    );
+    const answer = await unary(
+      client,
+      PATHS.GetCapabilities,
+      encode(MSG.GetCapabilitiesRequest, { instanceName: 'main' }),
+    );
     expect(answer).toMatchObject({ code: Code.PERMISSION_DENIED, details: 'instance main is not yours', messages: [] });
   });
 });
@@ -165,7 +188,9 @@ describe('request messages over maxMessageBytes', () => {
     const seen = fake.waitForCall(PATHS.Write, (c) => c.metadata.get('x-test-tag')[0] === tag);
     const resourceName = `main/uploads/${randomUUID()}/blobs/${'ab'.repeat(32)}/${3 * LIMIT}`;
     const small = encode(MSG.WriteRequest, { resourceName, data: Buffer.alloc(1000) });
-    const answer = await clientStream(client, PATHS.Write, [small, Buffer.alloc(LIMIT + 100, 2), Buffer.alloc(10)], { metadata: tagged(tag) });
+    const answer = await clientStream(client, PATHS.Write, [small, Buffer.alloc(LIMIT + 100, 2), Buffer.alloc(10)], {
+      metadata: tagged(tag),
+    });
     expect(answer.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(answer.details).toContain(String(LIMIT));
     const call = await seen;
@@ -190,10 +215,16 @@ describe('request messages over maxMessageBytes', () => {
       }),
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const local = await startPassthroughProxy(`grpc://127.0.0.1:${(server.address() as AddressInfo).port}`, { maxMessageBytes: LIMIT });
+    const local = await startPassthroughProxy(`grpc://127.0.0.1:${(server.address() as AddressInfo).port}`, {
+      maxMessageBytes: LIMIT,
+    });
     const localClient = newClient(local.endpoint);
     try {
-      const answer = await clientStream(localClient, PATHS.Write, [Buffer.alloc(1000), Buffer.alloc(LIMIT + 100), Buffer.alloc(10)]);
+      const answer = await clientStream(localClient, PATHS.Write, [
+        Buffer.alloc(1000),
+        Buffer.alloc(LIMIT + 100),
+        Buffer.alloc(10),
+      ]);
       expect(answer.code).toBe(Code.RESOURCE_EXHAUSTED);
       await closed;
       expect(events.at(-1)).toBe(`close rst=${http2.constants.NGHTTP2_CANCEL}`);
@@ -205,7 +236,11 @@ describe('request messages over maxMessageBytes', () => {
   });
 
   it('the proxy keeps serving afterwards', async () => {
-    const answer = await unary(client, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }));
+    const answer = await unary(
+      client,
+      PATHS.FindMissingBlobs,
+      encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }),
+    );
     expect(answer.code).toBe(Code.OK);
   });
 });

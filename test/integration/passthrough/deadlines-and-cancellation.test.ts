@@ -4,7 +4,15 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../../src/main';
 import { Code } from '../../../src/reapi/grpc-status';
-import { FakeUpstream, MSG, PATHS, encode, type Behaviour, type RecordedCall, type StartedFake } from '../../support/fake-upstream';
+import {
+  FakeUpstream,
+  MSG,
+  PATHS,
+  encode,
+  type Behaviour,
+  type RecordedCall,
+  type StartedFake,
+} from '../../support/fake-upstream';
 import { startPassthroughProxy } from './proxy-rig';
 import { call, newClient, unary, type CallOptions, type Kind } from './raw-calls';
 import { closeSession, connect, frame, rawCall, type RawOutcome } from './raw-h2-client';
@@ -46,12 +54,36 @@ interface HangCase {
 }
 
 const HANGS: HangCase[] = [
-  { name: 'Execute after one Operation', path: PATHS.Execute, kind: 'serverStream', behaviour: { messages: 1, then: 'hang' }, before: 1 },
-  { name: 'ByteStream.Read before any data', path: PATHS.Read, kind: 'serverStream', behaviour: { then: 'hang' }, before: 0 },
+  {
+    name: 'Execute after one Operation',
+    path: PATHS.Execute,
+    kind: 'serverStream',
+    behaviour: { messages: 1, then: 'hang' },
+    before: 1,
+  },
+  {
+    name: 'ByteStream.Read before any data',
+    path: PATHS.Read,
+    kind: 'serverStream',
+    behaviour: { then: 'hang' },
+    before: 0,
+  },
   { name: 'GetTree', path: PATHS.GetTree, kind: 'serverStream', behaviour: { then: 'hang' }, before: 0 },
-  { name: 'FindMissingBlobs (unary)', path: PATHS.FindMissingBlobs, kind: 'unary', behaviour: { then: 'hang' }, before: 0 },
+  {
+    name: 'FindMissingBlobs (unary)',
+    path: PATHS.FindMissingBlobs,
+    kind: 'unary',
+    behaviour: { then: 'hang' },
+    before: 0,
+  },
   // The client never half-closes: an upload still in progress.
-  { name: 'ByteStream.Write mid-upload', path: PATHS.Write, kind: 'clientStream', behaviour: { then: 'hang', answerEarly: true }, before: 0 },
+  {
+    name: 'ByteStream.Write mid-upload',
+    path: PATHS.Write,
+    kind: 'clientStream',
+    behaviour: { then: 'hang', answerEarly: true },
+    before: 0,
+  },
 ];
 
 function tagged(tag: string): grpc.Metadata {
@@ -62,7 +94,12 @@ function tagged(tag: string): grpc.Metadata {
 
 function requestsFor(kind: Kind): Buffer[] {
   if (kind !== 'clientStream') return [encode(MSG.ExecuteRequest, { instanceName: 'main' })];
-  return [encode(MSG.WriteRequest, { resourceName: `main/uploads/${randomUUID()}/blobs/${'cd'.repeat(32)}/100`, data: Buffer.alloc(10) })];
+  return [
+    encode(MSG.WriteRequest, {
+      resourceName: `main/uploads/${randomUUID()}/blobs/${'cd'.repeat(32)}/100`,
+      data: Buffer.alloc(10),
+    }),
+  ];
 }
 
 /** Starts a call; client streams stay open, as an upload still in progress. */
@@ -87,7 +124,8 @@ describe('a client cancelling', () => {
           received += 1;
           if (received === before) c.cancel();
         });
-        if (before === 0) void fake.waitForCall(path, (r) => r.metadata.get('x-test-tag')[0] === tag).then(() => c.cancel());
+        if (before === 0)
+          void fake.waitForCall(path, (r) => r.metadata.get('x-test-tag')[0] === tag).then(() => c.cancel());
       },
     });
     expect((await answer).code).toBe(Code.CANCELLED);
@@ -98,15 +136,18 @@ describe('a client cancelling', () => {
 });
 
 describe('a client deadline', () => {
-  it.each(HANGS)('$name: DEADLINE_EXCEEDED for the client, the upstream call ends cancelled', async ({ path, kind, behaviour, before }) => {
-    fake.script(path, behaviour, 1);
-    const tag = randomUUID();
-    const answer = await startCall(kind, path, tagged(tag), { deadline: Date.now() + 1000 });
-    expect(answer.code).toBe(Code.DEADLINE_EXCEEDED);
-    expect(answer.messages).toHaveLength(before);
-    const record = await upstreamCall(path, tag);
-    expect(record.outcome).toBe('cancelled');
-  });
+  it.each(HANGS)(
+    '$name: DEADLINE_EXCEEDED for the client, the upstream call ends cancelled',
+    async ({ path, kind, behaviour, before }) => {
+      fake.script(path, behaviour, 1);
+      const tag = randomUUID();
+      const answer = await startCall(kind, path, tagged(tag), { deadline: Date.now() + 1000 });
+      expect(answer.code).toBe(Code.DEADLINE_EXCEEDED);
+      expect(answer.messages).toHaveLength(before);
+      const record = await upstreamCall(path, tag);
+      expect(record.outcome).toBe('cancelled');
+    },
+  );
 
   it('a client that sends grpc-timeout but never enforces it still gets DEADLINE_EXCEEDED, and the upstream call ends', async () => {
     fake.script(PATHS.Execute, { messages: 1, then: 'hang' }, 1);
@@ -128,7 +169,11 @@ describe('a client deadline', () => {
   });
 
   it('the proxy keeps serving after all of these', async () => {
-    const answer = await unary(client, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }));
+    const answer = await unary(
+      client,
+      PATHS.FindMissingBlobs,
+      encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }),
+    );
     expect(answer.code).toBe(Code.OK);
   });
 });
@@ -166,7 +211,10 @@ describe('grpc-timeout on the upstream request', () => {
   }
 
   it('carries the client’s remaining time, never more', async () => {
-    const values = await seenTimeouts('/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs', Date.now() + 60_000);
+    const values = await seenTimeouts(
+      '/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs',
+      Date.now() + 60_000,
+    );
     expect(values).toHaveLength(1);
     const ms = timeoutMs(values[0]!);
     expect(ms).toBeGreaterThan(0);
@@ -178,7 +226,11 @@ describe('grpc-timeout on the upstream request', () => {
     try {
       const unique = `/build.bazel.remote.execution.v2.ActionCache/GetActionResult-${randomUUID()}`;
       // The answer is not checked here: only what the upstream was asked.
-      await rawCall(session, { path: unique, headers: { 'grpc-timeout': '99999999H' }, body: [frame(Buffer.from('x'))] });
+      await rawCall(session, {
+        path: unique,
+        headers: { 'grpc-timeout': '99999999H' },
+        body: [frame(Buffer.from('x'))],
+      });
       const values = headerValues(await recording.next(unique), 'grpc-timeout');
       expect(values).toHaveLength(1);
       expect(timeoutMs(values[0]!)).toBeGreaterThan(365 * 86_400_000);
@@ -204,7 +256,8 @@ describe('grpc-timeout on the upstream request', () => {
       });
       let settled: RawOutcome | undefined;
       void outcome.then((o) => (settled = o));
-      const state = (): string => (settled ? `ended with grpc-status ${settled.grpcStatus}: ${settled.grpcMessage}` : 'running');
+      const state = (): string =>
+        settled ? `ended with grpc-status ${settled.grpcStatus}: ${settled.grpcMessage}` : 'running';
       const upstreamCall = await holding.next(PATHS.Execute);
       expect(state()).toBe('running');
       // Another call's full round trip through the same proxy.
@@ -225,4 +278,3 @@ describe('grpc-timeout on the upstream request', () => {
     expect(await seenTimeouts('/google.bytestream.ByteStream/QueryWriteStatus')).toEqual([]);
   });
 });
-

@@ -3,7 +3,15 @@ import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../src/reapi/grpc-status';
-import { FakeUpstream, MSG, PATHS, decode, encode, syntheticBytes, type StartedFake } from '../../support/fake-upstream';
+import {
+  FakeUpstream,
+  MSG,
+  PATHS,
+  decode,
+  encode,
+  syntheticBytes,
+  type StartedFake,
+} from '../../support/fake-upstream';
 import { startProxy, type ProxyProcess } from '../../support/proxy-process';
 import { call, newClient, unary, type Answer, type ClientCall, type Kind } from './raw-calls';
 import { startRecordingUpstream } from './recording-h2-upstream';
@@ -43,15 +51,38 @@ interface ShapeCase {
 }
 
 const SHAPES: Array<[string, ShapeCase]> = [
-  ['unary FindMissingBlobs', { kind: 'unary', path: PATHS.FindMissingBlobs, requests: [encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' })] }],
-  ['server-streaming Execute', { kind: 'serverStream', path: PATHS.Execute, requests: [encode(MSG.ExecuteRequest, { instanceName: 'main' })] }],
-  ['server-streaming ByteStream.Read', { kind: 'serverStream', path: PATHS.Read, requests: [encode(MSG.ReadRequest, { resourceName: `main/blobs/${'ab'.repeat(32)}/10` })] }],
+  [
+    'unary FindMissingBlobs',
+    {
+      kind: 'unary',
+      path: PATHS.FindMissingBlobs,
+      requests: [encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' })],
+    },
+  ],
+  [
+    'server-streaming Execute',
+    { kind: 'serverStream', path: PATHS.Execute, requests: [encode(MSG.ExecuteRequest, { instanceName: 'main' })] },
+  ],
+  [
+    'server-streaming ByteStream.Read',
+    {
+      kind: 'serverStream',
+      path: PATHS.Read,
+      requests: [encode(MSG.ReadRequest, { resourceName: `main/blobs/${'ab'.repeat(32)}/10` })],
+    },
+  ],
   [
     'client-streaming ByteStream.Write',
     {
       kind: 'clientStream',
       path: PATHS.Write,
-      requests: [encode(MSG.WriteRequest, { resourceName: `main/uploads/${randomUUID()}/blobs/${'ab'.repeat(32)}/3`, data: Buffer.from('abc'), finishWrite: true })],
+      requests: [
+        encode(MSG.WriteRequest, {
+          resourceName: `main/uploads/${randomUUID()}/blobs/${'ab'.repeat(32)}/3`,
+          data: Buffer.from('abc'),
+          finishWrite: true,
+        }),
+      ],
     },
   ],
 ];
@@ -79,7 +110,9 @@ describe('upstream not listening', () => {
   });
 
   it.each(SHAPES)('%s: UNAVAILABLE naming the upstream, well within the client’s deadline', async (_label, shape) => {
-    const answer = await call(client, shape.kind, shape.path, shape.requests, { deadline: Date.now() + GENEROUS_DEADLINE_MS });
+    const answer = await call(client, shape.kind, shape.path, shape.requests, {
+      deadline: Date.now() + GENEROUS_DEADLINE_MS,
+    });
     expectFailedFast(answer, `127.0.0.1:${port}`);
     expect(answer.details).toMatch(/unreachable|refused|ECONNREFUSED/i);
   });
@@ -88,7 +121,9 @@ describe('upstream not listening', () => {
     expect(await healthStatus(client)).toBe(SERVING);
     const upstream = await startRecordingUpstream({ code: Code.OK, message: '' }, { port });
     try {
-      const answer = await unary(client, PATHS.GetActionResult, Buffer.from('after'), { deadline: Date.now() + GENEROUS_DEADLINE_MS });
+      const answer = await unary(client, PATHS.GetActionResult, Buffer.from('after'), {
+        deadline: Date.now() + GENEROUS_DEADLINE_MS,
+      });
       expect(answer.code).toBe(Code.OK);
       expect((await upstream.next(PATHS.GetActionResult)).body.subarray(5)).toEqual(Buffer.from('after'));
     } finally {
@@ -121,9 +156,15 @@ describe('upstream fails in the middle of a call', () => {
   // the client gets at most those messages, each intact.
   it('Execute: the connection drops after one Operation; UNAVAILABLE naming the upstream', async () => {
     fake.script(PATHS.Execute, { messages: 1, then: 'destroy' }, 1);
-    const answer = await call(client, 'serverStream', PATHS.Execute, [encode(MSG.ExecuteRequest, { instanceName: 'main' })], {
-      deadline: Date.now() + GENEROUS_DEADLINE_MS,
-    });
+    const answer = await call(
+      client,
+      'serverStream',
+      PATHS.Execute,
+      [encode(MSG.ExecuteRequest, { instanceName: 'main' })],
+      {
+        deadline: Date.now() + GENEROUS_DEADLINE_MS,
+      },
+    );
     expect(answer.messages.length).toBeLessThanOrEqual(1);
     for (const m of answer.messages) expect(decode(MSG.Operation, m).done).toBe(false);
     expectFailedFast(answer, started.address);
@@ -132,9 +173,15 @@ describe('upstream fails in the middle of a call', () => {
   it('ByteStream.Read: the connection drops after three chunks; UNAVAILABLE naming the upstream', async () => {
     const digest = fake.addSyntheticBlob(4 * 1024 * 1024, { seed: 31 });
     fake.script(PATHS.Read, { messages: 3, then: 'destroy' }, 1);
-    const answer = await call(client, 'serverStream', PATHS.Read, [encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` })], {
-      deadline: Date.now() + GENEROUS_DEADLINE_MS,
-    });
+    const answer = await call(
+      client,
+      'serverStream',
+      PATHS.Read,
+      [encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` })],
+      {
+        deadline: Date.now() + GENEROUS_DEADLINE_MS,
+      },
+    );
     expect(answer.messages.length).toBeLessThanOrEqual(3);
     const received = Buffer.concat(answer.messages.map((m) => decode(MSG.ReadResponse, m).data as Buffer));
     expect(received.equals(syntheticBytes(31, 0, received.length))).toBe(true);
@@ -146,28 +193,43 @@ describe('upstream fails in the middle of a call', () => {
     const name = `main/uploads/${randomUUID()}/blobs/${'ab'.repeat(32)}/${8 * 1024 * 1024}`;
     const chunks = function* () {
       yield encode(MSG.WriteRequest, { resourceName: name, data: Buffer.alloc(64 * 1024) });
-      for (let i = 1; i < 128; i++) yield encode(MSG.WriteRequest, { writeOffset: i * 64 * 1024, data: Buffer.alloc(64 * 1024) });
+      for (let i = 1; i < 128; i++)
+        yield encode(MSG.WriteRequest, { writeOffset: i * 64 * 1024, data: Buffer.alloc(64 * 1024) });
     };
-    const answer = await call(client, 'clientStream', PATHS.Write, chunks() as unknown as Buffer[], { deadline: Date.now() + GENEROUS_DEADLINE_MS });
+    const answer = await call(client, 'clientStream', PATHS.Write, chunks() as unknown as Buffer[], {
+      deadline: Date.now() + GENEROUS_DEADLINE_MS,
+    });
     expectFailedFast(answer, started.address);
   });
 
   it.each([
     ['Execute', PATHS.Execute, 1],
     ['ByteStream.Read', PATHS.Read, 0],
-  ] as const)('%s: the upstream resets the stream; the client gets an error status, not a hang', async (_label, path, messages) => {
-    const digest = fake.addSyntheticBlob(1024 * 1024, { seed: 32 });
-    fake.script(path, { messages, then: 'reset' }, 1);
-    const request = path === PATHS.Read ? encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` }) : encode(MSG.ExecuteRequest, {});
-    const answer = await call(client, 'serverStream', path, [request], { deadline: Date.now() + GENEROUS_DEADLINE_MS });
-    expect(answer.code).not.toBe(Code.OK);
-    expect(answer.code).not.toBe(Code.DEADLINE_EXCEEDED);
-    expect(answer.details).toContain(started.address);
-    expect(answer.messages).toHaveLength(messages);
-  });
+  ] as const)(
+    '%s: the upstream resets the stream; the client gets an error status, not a hang',
+    async (_label, path, messages) => {
+      const digest = fake.addSyntheticBlob(1024 * 1024, { seed: 32 });
+      fake.script(path, { messages, then: 'reset' }, 1);
+      const request =
+        path === PATHS.Read
+          ? encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` })
+          : encode(MSG.ExecuteRequest, {});
+      const answer = await call(client, 'serverStream', path, [request], {
+        deadline: Date.now() + GENEROUS_DEADLINE_MS,
+      });
+      expect(answer.code).not.toBe(Code.OK);
+      expect(answer.code).not.toBe(Code.DEADLINE_EXCEEDED);
+      expect(answer.details).toContain(started.address);
+      expect(answer.messages).toHaveLength(messages);
+    },
+  );
 
   it('the proxy keeps serving after each of these, on a new upstream connection', async () => {
-    const answer = await unary(client, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }));
+    const answer = await unary(
+      client,
+      PATHS.FindMissingBlobs,
+      encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }),
+    );
     expect(answer.code).toBe(Code.OK);
     expect(await healthStatus(client)).toBe(SERVING);
     expect(proxy.child.exitCode).toBeNull();
@@ -207,11 +269,23 @@ describe('upstream killed while calls are in flight', () => {
         }),
       );
     const deadline = Date.now() + GENEROUS_DEADLINE_MS;
-    const execute = call(client, 'serverStream', PATHS.Execute, [encode(MSG.ExecuteRequest, { instanceName: 'main' })], { deadline, onCall: receives(1) });
-    const read = call(client, 'serverStream', PATHS.Read, [encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` })], {
-      deadline,
-      onCall: receives(2),
-    });
+    const execute = call(
+      client,
+      'serverStream',
+      PATHS.Execute,
+      [encode(MSG.ExecuteRequest, { instanceName: 'main' })],
+      { deadline, onCall: receives(1) },
+    );
+    const read = call(
+      client,
+      'serverStream',
+      PATHS.Read,
+      [encode(MSG.ReadRequest, { resourceName: `blobs/${digest.hash}/${digest.sizeBytes}` })],
+      {
+        deadline,
+        onCall: receives(2),
+      },
+    );
     await Promise.all(arrived);
 
     // The whole upstream server goes away: every connection is cut, nothing listens any more.
@@ -220,7 +294,9 @@ describe('upstream killed while calls are in flight', () => {
     for (const answer of await Promise.all([execute, read])) expectFailedFast(answer, started.address);
     expect((await execute).messages).toHaveLength(1);
     expect((await read).messages).toHaveLength(2);
-    const later = await call(client, 'unary', PATHS.GetActionResult, [Buffer.alloc(0)], { deadline: Date.now() + GENEROUS_DEADLINE_MS });
+    const later = await call(client, 'unary', PATHS.GetActionResult, [Buffer.alloc(0)], {
+      deadline: Date.now() + GENEROUS_DEADLINE_MS,
+    });
     expectFailedFast(later, started.address);
     expect(await healthStatus(client)).toBe(SERVING);
     expect(proxy.child.exitCode).toBeNull();

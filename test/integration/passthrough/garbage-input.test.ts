@@ -82,7 +82,10 @@ afterAll(async () => {
 /** The call ended the way a gRPC call may end: with a grpc-status, or with a stream reset. */
 function expectEnded(outcome: RawOutcome): void {
   const ended = outcome.grpcStatus !== undefined || outcome.rstCode !== 0;
-  expect(ended, `neither a grpc-status nor a reset: ${JSON.stringify({ headers: outcome.headers, trailers: outcome.trailers })}`).toBe(true);
+  expect(
+    ended,
+    `neither a grpc-status nor a reset: ${JSON.stringify({ headers: outcome.headers, trailers: outcome.trailers })}`,
+  ).toBe(true);
 }
 
 describe('malformed request bodies, to every method', () => {
@@ -94,20 +97,26 @@ describe('malformed request bodies, to every method', () => {
   });
 
   it('a frame announcing more than max_message_bytes is refused by the proxy itself, on every path (Health past its own 16 KiB)', async () => {
-    const outcomes = await Promise.all(ALL_PATHS.map((path) => rawCall(session, { path, body: [Buffer.from([0, 0, 0x10, 0, 1])] })));
+    const outcomes = await Promise.all(
+      ALL_PATHS.map((path) => rawCall(session, { path, body: [Buffer.from([0, 0, 0x10, 0, 1])] })),
+    );
     ALL_PATHS.forEach((path, i) => {
       const outcome = outcomes[i]!;
       expect(outcome.grpcStatus, path).toBe(Code.RESOURCE_EXHAUSTED);
-      if (path === HEALTH_CHECK || path === HEALTH_WATCH) expect(outcome.grpcMessage).toContain('limit of 16384 bytes (a Health request is one service name)');
+      if (path === HEALTH_CHECK || path === HEALTH_WATCH)
+        expect(outcome.grpcMessage).toContain('limit of 16384 bytes (a Health request is one service name)');
       else expect(outcome.grpcMessage).toContain('limit of 1048576 bytes (max_message_bytes)');
     });
   });
 
   // The request is the client's mistake, and the proxy's log is no place for a stack trace of it.
-  it.each([HEALTH_CHECK, HEALTH_WATCH])('%s with a request that is not a HealthCheckRequest: INVALID_ARGUMENT, not INTERNAL', async (path) => {
-    const outcome = await rawCall(session, { path, body: [frame(seeded(7)(300))] });
-    expect(outcome.grpcStatus, outcome.grpcMessage).toBe(Code.INVALID_ARGUMENT);
-  });
+  it.each([HEALTH_CHECK, HEALTH_WATCH])(
+    '%s with a request that is not a HealthCheckRequest: INVALID_ARGUMENT, not INTERNAL',
+    async (path) => {
+      const outcome = await rawCall(session, { path, body: [frame(seeded(7)(300))] });
+      expect(outcome.grpcStatus, outcome.grpcMessage).toBe(Code.INVALID_ARGUMENT);
+    },
+  );
 });
 
 describe('method paths that are not plain', () => {
@@ -136,7 +145,10 @@ describe('malformed headers', () => {
     ['grpc-timeout of more than 8 digits', { 'grpc-timeout': '123456789012S' }],
     ['grpc-timeout of zero', { 'grpc-timeout': '0m' }],
     ['a -bin header that is not base64', { 'x-evil-bin': '!!!not base64!!!' }],
-    ['requestmetadata-bin of random bytes', { 'build.bazel.remote.execution.v2.requestmetadata-bin': seeded(3)(200).toString('base64') }],
+    [
+      'requestmetadata-bin of random bytes',
+      { 'build.bazel.remote.execution.v2.requestmetadata-bin': seeded(3)(200).toString('base64') },
+    ],
     ['an unknown grpc-encoding', { 'grpc-encoding': 'snappy-but-not-really' }],
     ['a very long header value', { 'x-long': 'v'.repeat(32 * 1024) }],
     ['content-type that is not gRPC', { 'content-type': 'application/json' }],
@@ -145,7 +157,9 @@ describe('malformed headers', () => {
 
   it.each(CASES)('%s', async (_label, headers) => {
     const outcomes = await Promise.all(
-      [PATHS.FindMissingBlobs, PATHS.Execute, PATHS.Write, HEALTH_CHECK].map((path) => rawCall(session, { path, headers, body: body() })),
+      [PATHS.FindMissingBlobs, PATHS.Execute, PATHS.Write, HEALTH_CHECK].map((path) =>
+        rawCall(session, { path, headers, body: body() }),
+      ),
     );
     outcomes.forEach(expectEnded);
     expect(proxy.child.exitCode).toBeNull();
@@ -181,7 +195,10 @@ describe('malformed connections', () => {
     ['an HTTP/1.1 request', () => [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]],
     ['a TLS ClientHello to the plaintext port', () => [Buffer.from('16030100a5010000a10303', 'hex'), random(160)]],
     ['the preface, then random frames', () => [PREFACE, random(4096)]],
-    ['the preface, then a frame announcing 16 MiB', () => [PREFACE, Buffer.from([0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01]), random(100)]],
+    [
+      'the preface, then a frame announcing 16 MiB',
+      () => [PREFACE, Buffer.from([0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01]), random(100)],
+    ],
   ] as const)('%s: the proxy closes the connection', async (_label, bytes) => {
     await sendAndWaitForClose(bytes());
     expect(proxy.child.exitCode).toBeNull();
@@ -193,14 +210,21 @@ describe('afterwards', () => {
     expect(proxy.child.exitCode).toBeNull();
     const client = newClient(proxy.endpoint);
     try {
-      const answer = await unary(client, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, { instanceName: `after-${randomUUID()}` }));
+      const answer = await unary(
+        client,
+        PATHS.FindMissingBlobs,
+        encode(MSG.FindMissingBlobsRequest, { instanceName: `after-${randomUUID()}` }),
+      );
       expect(answer.code).toBe(Code.OK);
       const health = await unary(client, HEALTH_CHECK, Buffer.alloc(0));
       expect(health.messages[0]).toEqual(Buffer.from([0x08, 0x01]));
     } finally {
       client.close();
     }
-    const again = await rawCall(session, { path: PATHS.FindMissingBlobs, body: [frame(encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }))] });
+    const again = await rawCall(session, {
+      path: PATHS.FindMissingBlobs,
+      body: [frame(encode(MSG.FindMissingBlobsRequest, { instanceName: 'main' }))],
+    });
     expect(again.grpcStatus).toBe(Code.OK);
     // The log holds no crash report.
     expect(proxy.logs()).not.toMatch(/uncaught|unhandled/i);

@@ -21,7 +21,8 @@ const SERVING = 1;
 const NOT_SERVING = 2;
 
 const healthRequest = (service: string) => Buffer.from(T.HealthCheckRequest.encode({ service }).finish());
-const healthStatus = (message: Buffer | undefined) => (message ? (T.HealthCheckResponse.decode(message) as unknown as { status: number }).status : undefined);
+const healthStatus = (message: Buffer | undefined) =>
+  message ? (T.HealthCheckResponse.decode(message) as unknown as { status: number }).status : undefined;
 
 describe('health', () => {
   let fake: FakeUpstream;
@@ -80,7 +81,12 @@ describe('graceful shutdown (SIGTERM to the process)', () => {
 
   /** Opens a Health Watch; resolves `firstStatus` with the first status and `notServing` once NOT_SERVING arrives. */
   function watch(client: grpc.Client) {
-    const stream = client.makeServerStreamRequest(WATCH, (b: Buffer) => b, (b: Buffer) => b, healthRequest(''));
+    const stream = client.makeServerStreamRequest(
+      WATCH,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      healthRequest(''),
+    );
     stream.on('error', () => undefined);
     const statuses: number[] = [];
     let notServing!: () => void;
@@ -97,9 +103,12 @@ describe('graceful shutdown (SIGTERM to the process)', () => {
   }
 
   it('a Write in flight finishes after SIGTERM; new connections are refused; the process exits 0', async () => {
-    const proxy: ProxyProcess = await startProxy(['--upstream', started.url, '--keepalive-time', '0', '--shutdown-grace', '60s'], {
-      env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
-    });
+    const proxy: ProxyProcess = await startProxy(
+      ['--upstream', started.url, '--keepalive-time', '0', '--shutdown-grace', '60s'],
+      {
+        env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
+      },
+    );
     const client = newClient(proxy.endpoint);
     try {
       const health = watch(client);
@@ -111,7 +120,13 @@ describe('graceful shutdown (SIGTERM to the process)', () => {
       const resourceName = `main/uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
       const md = new grpc.Metadata();
       md.set('x-test-tag', resourceName);
-      const upload = client.makeClientStreamRequest(PATHS.Write, (b: Buffer) => b, (b: Buffer) => b, md, () => undefined);
+      const upload = client.makeClientStreamRequest(
+        PATHS.Write,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        md,
+        () => undefined,
+      );
       const answer = new Promise<grpc.StatusObject>((resolve) => upload.on('status', resolve));
       const half = Math.floor(data.length / 2);
       upload.write(encode(MSG.WriteRequest, { resourceName, writeOffset: 0, data: data.subarray(0, half) }));
@@ -124,7 +139,9 @@ describe('graceful shutdown (SIGTERM to the process)', () => {
 
       const late = newClient(proxy.endpoint);
       try {
-        const refused = await unary(late, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, {}), { deadline: Date.now() + 20_000 });
+        const refused = await unary(late, PATHS.FindMissingBlobs, encode(MSG.FindMissingBlobsRequest, {}), {
+          deadline: Date.now() + 20_000,
+        });
         expect(refused.code).toBe(Code.UNAVAILABLE);
       } finally {
         late.close();
@@ -156,10 +173,16 @@ describe('graceful shutdown (SIGTERM to the process)', () => {
       const md = new grpc.Metadata();
       md.set('x-test-tag', tag);
       let firstMessage!: Promise<unknown>;
-      const answer = call(client, 'serverStream', PATHS.Execute, [encode(MSG.ExecuteRequest, { instanceName: 'main' })], {
-        metadata: md,
-        onCall: (c) => (firstMessage = new Promise((resolve) => c.once('data', resolve))),
-      });
+      const answer = call(
+        client,
+        'serverStream',
+        PATHS.Execute,
+        [encode(MSG.ExecuteRequest, { instanceName: 'main' })],
+        {
+          metadata: md,
+          onCall: (c) => (firstMessage = new Promise((resolve) => c.once('data', resolve))),
+        },
+      );
       await Promise.race([firstMessage, answer]);
       const exited = proxy.stop(300);
       const outcome = await answer;
@@ -175,4 +198,3 @@ describe('graceful shutdown (SIGTERM to the process)', () => {
     }
   }, 60_000);
 });
-

@@ -3,7 +3,16 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../src/reapi/grpc-status';
-import { FakeUpstream, MSG, PATHS, decode, encode, syntheticBytes, type Digest, type StartedFake } from '../../support/fake-upstream';
+import {
+  FakeUpstream,
+  MSG,
+  PATHS,
+  decode,
+  encode,
+  syntheticBytes,
+  type Digest,
+  type StartedFake,
+} from '../../support/fake-upstream';
 import { frontMode, startFront, type FrontProcess } from '../../support/front-process';
 import { startProxy, type ProxyProcess } from '../../support/proxy-process';
 import { MiB, RssSampler, memoryBytes } from './process-memory';
@@ -42,7 +51,9 @@ beforeAll(async () => {
   started = await fake.start();
   // Hashes the synthetic blob once (a few seconds); the Write below reuses the digest.
   digest = fake.addSyntheticBlob(SIZE, { seed: SEED });
-  proxy = await startProxy(['--upstream', started.url, '--keepalive-time', '0'], { env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' } });
+  proxy = await startProxy(['--upstream', started.url, '--keepalive-time', '0'], {
+    env: { NIX_REAPI_PROXY_LOG_LEVEL: 'info' },
+  });
   if (frontMode() !== undefined) front = await startFront({ proxy: proxy.endpoint, cluster: started.address });
   measured = front?.pid ?? proxy.pid;
   client = newClient(front?.endpoint ?? proxy.endpoint);
@@ -64,15 +75,20 @@ afterAll(async () => {
 async function read(blob: Digest): Promise<{ code: number; received: number; sha256: string }> {
   const hash = createHash('sha256');
   let received = 0;
-  const answer = await serverStream(client, PATHS.Read, encode(MSG.ReadRequest, { resourceName: `blobs/${blob.hash}/${blob.sizeBytes}` }), {
-    keepMessages: false,
-    onCall: (call) =>
-      call.on('data', (message: Buffer) => {
-        const data = decode(MSG.ReadResponse, message).data as Buffer;
-        hash.update(data);
-        received += data.length;
-      }),
-  });
+  const answer = await serverStream(
+    client,
+    PATHS.Read,
+    encode(MSG.ReadRequest, { resourceName: `blobs/${blob.hash}/${blob.sizeBytes}` }),
+    {
+      keepMessages: false,
+      onCall: (call) =>
+        call.on('data', (message: Buffer) => {
+          const data = decode(MSG.ReadResponse, message).data as Buffer;
+          hash.update(data);
+          received += data.length;
+        }),
+    },
+  );
   return { code: answer.code, received, sha256: hash.digest('hex') };
 }
 
@@ -87,11 +103,20 @@ function writeRequest(resourceName: string | undefined, offset: number, data: Bu
 }
 
 /** Writes a synthetic blob through the proxy, generating each chunk as it is sent. */
-function write(blob: Digest, seed: number, resourceName = `big/uploads/${randomUUID()}/blobs/${blob.hash}/${blob.sizeBytes}`) {
+function write(
+  blob: Digest,
+  seed: number,
+  resourceName = `big/uploads/${randomUUID()}/blobs/${blob.hash}/${blob.sizeBytes}`,
+) {
   function* requests(): Generator<Buffer> {
     for (let offset = 0; offset < blob.sizeBytes; offset += CHUNK) {
       const length = Math.min(CHUNK, blob.sizeBytes - offset);
-      yield writeRequest(offset === 0 ? resourceName : undefined, offset, syntheticBytes(seed, offset, length), offset + length >= blob.sizeBytes);
+      yield writeRequest(
+        offset === 0 ? resourceName : undefined,
+        offset,
+        syntheticBytes(seed, offset, length),
+        offset + length >= blob.sizeBytes,
+      );
     }
   }
   return clientStream(client, PATHS.Write, requests());
@@ -100,39 +125,38 @@ function write(blob: Digest, seed: number, resourceName = `big/uploads/${randomU
 function report(what: string, peakSampled: number): void {
   const { peak } = memoryBytes(measured);
   const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
-  console.info(`${what}: proxy RSS baseline ${mib(baseline)}, sampled peak ${mib(peakSampled)} (+${mib(peakSampled - baseline)}), VmHWM ${mib(peak)}`);
+  console.info(
+    `${what}: proxy RSS baseline ${mib(baseline)}, sampled peak ${mib(peakSampled)} (+${mib(peakSampled - baseline)}), VmHWM ${mib(peak)}`,
+  );
 }
 
 describe('1 GiB through the proxy with bounded memory', () => {
-  it(
-    'ByteStream.Read of 1 GiB: every byte arrives (sha256), proxy RSS grows by less than 128 MiB',
-    async () => {
-      const sampler = new RssSampler(measured);
-      const result = await read(digest);
-      const peakSampled = sampler.stop();
-      report('Read 1 GiB', peakSampled);
-      expect(result.code).toBe(Code.OK);
-      expect(result.received).toBe(SIZE);
-      expect(result.sha256).toBe(digest.hash);
-      // VmHWM is the peak over the process's life: it bounds growth during the transfer from above.
-      expect(memoryBytes(measured).peak - baseline).toBeLessThan(MAX_GROWTH);
-    },
-    240_000,
-  );
+  it('ByteStream.Read of 1 GiB: every byte arrives (sha256), proxy RSS grows by less than 128 MiB', async () => {
+    const sampler = new RssSampler(measured);
+    const result = await read(digest);
+    const peakSampled = sampler.stop();
+    report('Read 1 GiB', peakSampled);
+    expect(result.code).toBe(Code.OK);
+    expect(result.received).toBe(SIZE);
+    expect(result.sha256).toBe(digest.hash);
+    // VmHWM is the peak over the process's life: it bounds growth during the transfer from above.
+    expect(memoryBytes(measured).peak - baseline).toBeLessThan(MAX_GROWTH);
+  }, 240_000);
 
-  it(
-    'ByteStream.Write of 1 GiB: the upstream verifies the digest, proxy RSS grows by less than 128 MiB',
-    async () => {
-      const resourceName = `big/uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
-      const sampler = new RssSampler(measured);
-      const answer = await write(digest, SEED, resourceName);
-      const peakSampled = sampler.stop();
-      report('Write 1 GiB', peakSampled);
-      expect(answer.code, answer.details).toBe(Code.OK);
-      expect(decode(MSG.WriteResponse, answer.messages[0]!).committedSize).toBe(SIZE);
-      expect(fake.writes().find((w) => w.resourceName === resourceName)).toEqual({ resourceName, instanceName: 'big', digest, sunk: true });
-      expect(memoryBytes(measured).peak - baseline).toBeLessThan(MAX_GROWTH);
-    },
-    240_000,
-  );
+  it('ByteStream.Write of 1 GiB: the upstream verifies the digest, proxy RSS grows by less than 128 MiB', async () => {
+    const resourceName = `big/uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
+    const sampler = new RssSampler(measured);
+    const answer = await write(digest, SEED, resourceName);
+    const peakSampled = sampler.stop();
+    report('Write 1 GiB', peakSampled);
+    expect(answer.code, answer.details).toBe(Code.OK);
+    expect(decode(MSG.WriteResponse, answer.messages[0]!).committedSize).toBe(SIZE);
+    expect(fake.writes().find((w) => w.resourceName === resourceName)).toEqual({
+      resourceName,
+      instanceName: 'big',
+      digest,
+      sunk: true,
+    });
+    expect(memoryBytes(measured).peak - baseline).toBeLessThan(MAX_GROWTH);
+  }, 240_000);
 });

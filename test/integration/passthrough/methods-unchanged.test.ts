@@ -3,7 +3,17 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../../src/main';
 import { Code } from '../../../src/reapi/grpc-status';
-import { FakeUpstream, MSG, PATHS, decode, encode, sha256Digest, statusDetails, type RecordedCall, type StartedFake } from '../../support/fake-upstream';
+import {
+  FakeUpstream,
+  MSG,
+  PATHS,
+  decode,
+  encode,
+  sha256Digest,
+  statusDetails,
+  type RecordedCall,
+  type StartedFake,
+} from '../../support/fake-upstream';
 import { requestMetadataBytes, withUnknownFields } from './proto-bytes';
 import { startPassthroughProxy } from './proxy-rig';
 import { call, metadataObject, newClient, unary, type Answer, type Kind } from './raw-calls';
@@ -72,7 +82,10 @@ afterAll(async () => {
 function clientMetadata(callTag: string, tag: string): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set('x-test-tag', callTag);
-  md.set(REQUEST_METADATA, requestMetadataBytes({ toolName: 'bazel', toolVersion: '4.2.3', actionId: `action-${tag}`, toolInvocationId: tag }));
+  md.set(
+    REQUEST_METADATA,
+    requestMetadataBytes({ toolName: 'bazel', toolVersion: '4.2.3', actionId: `action-${tag}`, toolInvocationId: tag }),
+  );
   md.set('authorization', 'Bearer passthrough-token');
   md.add('x-repeated', 'first');
   md.add('x-repeated', 'second');
@@ -86,7 +99,12 @@ function clientMetadata(callTag: string, tag: string): grpc.Metadata {
 function requests(kind: Kind, tag: string): Buffer[] {
   const first = withUnknownFields(encode(MSG.FindMissingBlobsRequest, { instanceName: `tenant/${tag}` }), tag);
   if (kind !== 'clientStream') return [first];
-  return [first, withUnknownFields(Buffer.alloc(40_000, 7), `${tag}-2`), Buffer.alloc(0), withUnknownFields(Buffer.from('last'), `${tag}-3`)];
+  return [
+    first,
+    withUnknownFields(Buffer.alloc(40_000, 7), `${tag}-2`),
+    Buffer.alloc(0),
+    withUnknownFields(Buffer.from('last'), `${tag}-3`),
+  ];
 }
 
 function responses(tag: string): Buffer[] {
@@ -99,7 +117,11 @@ function responses(tag: string): Buffer[] {
 }
 
 /** Makes the same call straight to the upstream and through the proxy; returns both answers and both upstream records. */
-async function bothWays(kind: Kind, path: string, extra: (tag: string) => Partial<Parameters<FakeUpstream['script']>[1]>) {
+async function bothWays(
+  kind: Kind,
+  path: string,
+  extra: (tag: string) => Partial<Parameters<FakeUpstream['script']>[1]>,
+) {
   const out: Array<{ answer: Answer; seen: RecordedCall; sent: Buffer[]; metadata: grpc.Metadata }> = [];
   const tag = `t-${randomUUID()}`;
   fake.script(path, extra(tag), 2);
@@ -133,56 +155,66 @@ function comparable(answer: Answer) {
 }
 
 describe('every method: bytes, metadata, status, details and trailers pass unchanged', () => {
-  it.each(METHODS)('%s: OK with response headers, messages with unknown fields, and trailers', async (_name, path, kind) => {
-    const both = await bothWays(kind, path, (tag) => ({
-      headers: { 'x-response-head': `head ${tag}`, 'x-response-head-bin': ALL_BYTES },
-      responses: responses(tag),
-      trailers: { 'x-response-trailer': 'trailer value', 'x-response-trailer-bin': Buffer.from([0, 255, 1]) },
-    }));
-    const { proxied: p, direct: d } = both;
+  it.each(METHODS)(
+    '%s: OK with response headers, messages with unknown fields, and trailers',
+    async (_name, path, kind) => {
+      const both = await bothWays(kind, path, (tag) => ({
+        headers: { 'x-response-head': `head ${tag}`, 'x-response-head-bin': ALL_BYTES },
+        responses: responses(tag),
+        trailers: { 'x-response-trailer': 'trailer value', 'x-response-trailer-bin': Buffer.from([0, 255, 1]) },
+      }));
+      const { proxied: p, direct: d } = both;
 
-    // What the upstream received through the proxy is what the client sent.
-    expect(fingerprints(p.seen.requests)).toEqual(fingerprints(p.sent));
-    expect(p.seen.metadata.get(REQUEST_METADATA)).toEqual(p.metadata.get(REQUEST_METADATA));
-    expect(p.seen.metadata.get('x-binary-bin')).toEqual([ALL_BYTES, Buffer.alloc(0), Buffer.from([0xff])]);
-    expect(p.seen.metadata.get('authorization')).toEqual(['Bearer passthrough-token']);
-    // ...and exactly what it receives from the client directly, header for header.
-    expect(metadataObject(p.seen.metadata, ['x-test-tag'])).toEqual(metadataObject(d.seen.metadata, ['x-test-tag']));
-    expect(p.seen.outcome).toBe('status');
+      // What the upstream received through the proxy is what the client sent.
+      expect(fingerprints(p.seen.requests)).toEqual(fingerprints(p.sent));
+      expect(p.seen.metadata.get(REQUEST_METADATA)).toEqual(p.metadata.get(REQUEST_METADATA));
+      expect(p.seen.metadata.get('x-binary-bin')).toEqual([ALL_BYTES, Buffer.alloc(0), Buffer.from([0xff])]);
+      expect(p.seen.metadata.get('authorization')).toEqual(['Bearer passthrough-token']);
+      // ...and exactly what it receives from the client directly, header for header.
+      expect(metadataObject(p.seen.metadata, ['x-test-tag'])).toEqual(metadataObject(d.seen.metadata, ['x-test-tag']));
+      expect(p.seen.outcome).toBe('status');
 
-    // What the client received through the proxy is what it receives directly.
-    expect(p.answer.code).toBe(Code.OK);
-    expect(p.answer.messages.length).toBe(kind === 'serverStream' ? 3 : 1);
-    expect(fingerprints(p.answer.messages)).toEqual(fingerprints(responses(both.tag).slice(0, p.answer.messages.length)));
-    expect(p.answer.headers?.get('x-response-head-bin')).toEqual([ALL_BYTES]);
-    expect(p.answer.trailers.get('x-response-trailer-bin')).toEqual([Buffer.from([0, 255, 1])]);
-    expect(comparable(p.answer)).toEqual(comparable(d.answer));
-  });
+      // What the client received through the proxy is what it receives directly.
+      expect(p.answer.code).toBe(Code.OK);
+      expect(p.answer.messages.length).toBe(kind === 'serverStream' ? 3 : 1);
+      expect(fingerprints(p.answer.messages)).toEqual(
+        fingerprints(responses(both.tag).slice(0, p.answer.messages.length)),
+      );
+      expect(p.answer.headers?.get('x-response-head-bin')).toEqual([ALL_BYTES]);
+      expect(p.answer.trailers.get('x-response-trailer-bin')).toEqual([Buffer.from([0, 255, 1])]);
+      expect(comparable(p.answer)).toEqual(comparable(d.answer));
+    },
+  );
 
-  it.each(METHODS)('%s: an error status with a message, grpc-status-details-bin and trailers', async (_name, path, kind) => {
-    const details = statusDetails(Code.FAILED_PRECONDITION, 'blobs missing', [
-      {
-        typeUrl: 'type.googleapis.com/google.rpc.PreconditionFailure',
-        value: encode(MSG.PreconditionFailure, { violations: [{ type: 'MISSING', subject: `blobs/${'ab'.repeat(32)}/42`, description: 'gone' }] }),
-      },
-    ]);
-    const both = await bothWays(kind, path, (tag) => ({
-      headers: { 'x-response-head': 'before the error' },
-      // Streams send one message first: an error after data must still arrive as an error.
-      responses: responses(tag),
-      messages: kind === 'serverStream' ? 1 : 0,
-      status: { code: Code.FAILED_PRECONDITION, message: `set-up failed: ünïcode, 100% \n ${tag}`, details },
-      trailers: { 'x-error-trailer': 'kept', 'retry-hint-bin': Buffer.from([1, 2, 3]) },
-    }));
-    const { proxied: p, direct: d } = both;
-    expect(fingerprints(p.seen.requests)).toEqual(fingerprints(p.sent));
-    expect(p.answer.code).toBe(Code.FAILED_PRECONDITION);
-    expect(p.answer.details).toContain('ünïcode, 100% \n');
-    expect(p.answer.trailers.get('grpc-status-details-bin')).toEqual([details]);
-    expect(p.answer.trailers.get('retry-hint-bin')).toEqual([Buffer.from([1, 2, 3])]);
-    expect(p.answer.messages.length).toBe(kind === 'serverStream' ? 1 : 0);
-    expect(comparable(p.answer)).toEqual(comparable(d.answer));
-  });
+  it.each(METHODS)(
+    '%s: an error status with a message, grpc-status-details-bin and trailers',
+    async (_name, path, kind) => {
+      const details = statusDetails(Code.FAILED_PRECONDITION, 'blobs missing', [
+        {
+          typeUrl: 'type.googleapis.com/google.rpc.PreconditionFailure',
+          value: encode(MSG.PreconditionFailure, {
+            violations: [{ type: 'MISSING', subject: `blobs/${'ab'.repeat(32)}/42`, description: 'gone' }],
+          }),
+        },
+      ]);
+      const both = await bothWays(kind, path, (tag) => ({
+        headers: { 'x-response-head': 'before the error' },
+        // Streams send one message first: an error after data must still arrive as an error.
+        responses: responses(tag),
+        messages: kind === 'serverStream' ? 1 : 0,
+        status: { code: Code.FAILED_PRECONDITION, message: `set-up failed: ünïcode, 100% \n ${tag}`, details },
+        trailers: { 'x-error-trailer': 'kept', 'retry-hint-bin': Buffer.from([1, 2, 3]) },
+      }));
+      const { proxied: p, direct: d } = both;
+      expect(fingerprints(p.seen.requests)).toEqual(fingerprints(p.sent));
+      expect(p.answer.code).toBe(Code.FAILED_PRECONDITION);
+      expect(p.answer.details).toContain('ünïcode, 100% \n');
+      expect(p.answer.trailers.get('grpc-status-details-bin')).toEqual([details]);
+      expect(p.answer.trailers.get('retry-hint-bin')).toEqual([Buffer.from([1, 2, 3])]);
+      expect(p.answer.messages.length).toBe(kind === 'serverStream' ? 1 : 0);
+      expect(comparable(p.answer)).toEqual(comparable(d.answer));
+    },
+  );
 });
 
 describe('default upstream behaviour through the proxy', () => {
@@ -208,12 +240,19 @@ describe('default upstream behaviour through the proxy', () => {
     ]);
     expect(shorter.code).toBe(Code.NOT_FOUND);
 
-    const status = await unary(proxied, PATHS.QueryWriteStatus, encode(MSG.QueryWriteStatusRequest, { resourceName: writeName }));
+    const status = await unary(
+      proxied,
+      PATHS.QueryWriteStatus,
+      encode(MSG.QueryWriteStatusRequest, { resourceName: writeName }),
+    );
     expect(status.code).toBe(Code.OK);
   });
 
   it('an Execute stream relays every Operation the upstream sends, in order', async () => {
-    const request = withUnknownFields(encode(MSG.ExecuteRequest, { instanceName: 'main', actionDigest: { hash: 'ab'.repeat(32), sizeBytes: 3 } }), 'exec');
+    const request = withUnknownFields(
+      encode(MSG.ExecuteRequest, { instanceName: 'main', actionDigest: { hash: 'ab'.repeat(32), sizeBytes: 3 } }),
+      'exec',
+    );
     const answer = await call(proxied, 'serverStream', PATHS.Execute, [request]);
     expect(answer.code).toBe(Code.OK);
     const seen = fake.calls(PATHS.Execute).find((c) => c.requests[0]?.equals(request));

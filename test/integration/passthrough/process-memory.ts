@@ -23,7 +23,10 @@ export class RssSampler {
   private max = 0;
   samples = 0;
 
-  constructor(private readonly pid: number, intervalMs = 50) {
+  constructor(
+    private readonly pid: number,
+    intervalMs = 50,
+  ) {
     this.take();
     this.timer = setInterval(() => this.take(), intervalMs);
   }

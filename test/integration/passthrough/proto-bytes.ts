@@ -58,7 +58,9 @@ export function requestMetadataBytes(fields: RequestMetadataFields): Buffer {
 }
 
 /** The raw (tag, value bytes) pairs of a message, in order. Value bytes exclude the tag and, for wire type 2, the length. */
-export function topLevelFields(message: Uint8Array): Array<{ field: number; wireType: number; value: Buffer; raw: Buffer }> {
+export function topLevelFields(
+  message: Uint8Array,
+): Array<{ field: number; wireType: number; value: Buffer; raw: Buffer }> {
   const reader = protobuf.Reader.create(message);
   const out: Array<{ field: number; wireType: number; value: Buffer; raw: Buffer }> = [];
   while (reader.pos < reader.len) {

@@ -42,7 +42,11 @@ export interface ClientCall {
   cancel(): void;
 }
 
-export function newClient(endpoint: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): grpc.Client {
+export function newClient(
+  endpoint: string,
+  credentials = grpc.credentials.createInsecure(),
+  options: grpc.ClientOptions = {},
+): grpc.Client {
   // No retries: a test must see the first failure, not a retried success.
   return new grpc.Client(endpoint, credentials, { 'grpc.enable_retries': 0, ...options });
 }
@@ -65,17 +69,37 @@ function callOptions(options: CallOptions): grpc.CallOptions {
 
 export function unary(client: grpc.Client, path: string, request: Buffer, options: CallOptions = {}): Promise<Answer> {
   const messages: Buffer[] = [];
-  const call = client.makeUnaryRequest(path, identity, identity, request, options.metadata ?? new grpc.Metadata(), callOptions(options), (_e, v) => {
-    if (v) messages.push(v);
-  });
+  const call = client.makeUnaryRequest(
+    path,
+    identity,
+    identity,
+    request,
+    options.metadata ?? new grpc.Metadata(),
+    callOptions(options),
+    (_e, v) => {
+      if (v) messages.push(v);
+    },
+  );
   const answer = collect(call, messages);
   options.onCall?.(call);
   return answer;
 }
 
-export function serverStream(client: grpc.Client, path: string, request: Buffer, options: CallOptions = {}): Promise<Answer> {
+export function serverStream(
+  client: grpc.Client,
+  path: string,
+  request: Buffer,
+  options: CallOptions = {},
+): Promise<Answer> {
   const messages: Buffer[] = [];
-  const call = client.makeServerStreamRequest(path, identity, identity, request, options.metadata ?? new grpc.Metadata(), callOptions(options));
+  const call = client.makeServerStreamRequest(
+    path,
+    identity,
+    identity,
+    request,
+    options.metadata ?? new grpc.Metadata(),
+    callOptions(options),
+  );
   if (options.keepMessages !== false) call.on('data', (m: Buffer) => messages.push(m));
   const answer = collect(call, messages);
   options.onCall?.(call);
@@ -87,11 +111,23 @@ export function serverStream(client: grpc.Client, path: string, request: Buffer,
  * write() backpressure, then half-closes. Stops sending once the server has
  * answered, as real clients do after an early error.
  */
-export function clientStream(client: grpc.Client, path: string, requests: Iterable<Buffer>, options: CallOptions = {}): Promise<Answer> {
+export function clientStream(
+  client: grpc.Client,
+  path: string,
+  requests: Iterable<Buffer>,
+  options: CallOptions = {},
+): Promise<Answer> {
   const messages: Buffer[] = [];
-  const call = client.makeClientStreamRequest(path, identity, identity, options.metadata ?? new grpc.Metadata(), callOptions(options), (_e, v) => {
-    if (v) messages.push(v);
-  });
+  const call = client.makeClientStreamRequest(
+    path,
+    identity,
+    identity,
+    options.metadata ?? new grpc.Metadata(),
+    callOptions(options),
+    (_e, v) => {
+      if (v) messages.push(v);
+    },
+  );
   const answer = collect(call, messages);
   options.onCall?.(call);
   let answered = false;
@@ -107,7 +143,13 @@ export function clientStream(client: grpc.Client, path: string, requests: Iterab
 }
 
 /** One call of any shape; client streams send `requests`, the others the first of them. */
-export function call(client: grpc.Client, kind: Kind, path: string, requests: Buffer[], options: CallOptions = {}): Promise<Answer> {
+export function call(
+  client: grpc.Client,
+  kind: Kind,
+  path: string,
+  requests: Buffer[],
+  options: CallOptions = {},
+): Promise<Answer> {
   if (kind === 'clientStream') return clientStream(client, path, requests, options);
   if (kind === 'serverStream') return serverStream(client, path, requests[0]!, options);
   return unary(client, path, requests[0]!, options);

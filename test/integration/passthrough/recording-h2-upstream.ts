@@ -43,29 +43,37 @@ export async function startRecordingUpstream(
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
-  server.on('stream', (stream: http2.ServerHttp2Stream, _headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
-    const headers: Array<[string, string]> = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) headers.push([raw[i]!, raw[i + 1]!]);
-    const path = headers.find(([k]) => k === ':path')?.[1] ?? '';
-    const chunks: Buffer[] = [];
-    const closed = new Promise<number>((resolve) => stream.on('close', () => resolve(stream.rstCode ?? 0)));
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('error', () => undefined);
-    stream.on('end', () => {
-      const request = { path, headers, body: Buffer.concat(chunks), closed };
-      seen.push(request);
-      const i = waiters.findIndex((w) => w.path === path);
-      if (i >= 0) waiters.splice(i, 1)[0]!.resolve(request);
-      if (options.hang?.includes(path)) {
-        if (!stream.destroyed) stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
-      } else if (!stream.destroyed) {
-        stream.respond(
-          { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(answer.code), 'grpc-message': encodeURIComponent(answer.message) },
-          { endStream: true },
-        );
-      }
-    });
-  });
+  server.on(
+    'stream',
+    (stream: http2.ServerHttp2Stream, _headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
+      const headers: Array<[string, string]> = [];
+      for (let i = 0; i + 1 < raw.length; i += 2) headers.push([raw[i]!, raw[i + 1]!]);
+      const path = headers.find(([k]) => k === ':path')?.[1] ?? '';
+      const chunks: Buffer[] = [];
+      const closed = new Promise<number>((resolve) => stream.on('close', () => resolve(stream.rstCode ?? 0)));
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('error', () => undefined);
+      stream.on('end', () => {
+        const request = { path, headers, body: Buffer.concat(chunks), closed };
+        seen.push(request);
+        const i = waiters.findIndex((w) => w.path === path);
+        if (i >= 0) waiters.splice(i, 1)[0]!.resolve(request);
+        if (options.hang?.includes(path)) {
+          if (!stream.destroyed) stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+        } else if (!stream.destroyed) {
+          stream.respond(
+            {
+              ':status': 200,
+              'content-type': 'application/grpc',
+              'grpc-status': String(answer.code),
+              'grpc-message': encodeURIComponent(answer.message),
+            },
+            { endStream: true },
+          );
+        }
+      });
+    },
+  );
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -33,7 +33,15 @@ export interface TestPki {
     rogueClientCert: string;
     rogueClientKey: string;
   };
-  pem: { ca: Buffer; serverCert: Buffer; serverKey: Buffer; clientCert: Buffer; clientKey: Buffer; rogueClientCert: Buffer; rogueClientKey: Buffer };
+  pem: {
+    ca: Buffer;
+    serverCert: Buffer;
+    serverKey: Buffer;
+    clientCert: Buffer;
+    clientKey: Buffer;
+    rogueClientCert: Buffer;
+    rogueClientKey: Buffer;
+  };
   /** Removes the directory. */
   remove(): void;
 }
@@ -87,7 +95,8 @@ function utcTime(date: Date): Buffer {
 }
 
 const name = (cn: string) => seq(set(seq(oid('2.5.4.3'), utf8(cn))));
-const extension = (id: string, value: Buffer, critical = false) => seq(oid(id), ...(critical ? [TRUE] : []), octets(value));
+const extension = (id: string, value: Buffer, critical = false) =>
+  seq(oid(id), ...(critical ? [TRUE] : []), octets(value));
 const keyId = (spki: Buffer) => createHash('sha1').update(spki).digest();
 
 const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
@@ -139,11 +148,20 @@ function issue(request: Request): Issued {
   );
   const signature = sign('sha256', tbs, signerKey);
   const der = seq(tbs, ECDSA_SHA256, bitString(signature));
-  const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  const certPem = `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   const cert = new X509Certificate(certPem);
   const verifier = request.issuer ? request.issuer.cert.publicKey : publicKey;
   if (!cert.verify(verifier)) throw new Error(`test-certs: the certificate for ${request.commonName} does not verify`);
-  return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert, key: privateKey, publicSpki };
+  return {
+    certPem,
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    cert,
+    key: privateKey,
+    publicSpki,
+  };
 }
 
 /** A CA, a server and a client certificate it signed, and a rogue CA with its own client, as PEM files in a temp dir. */

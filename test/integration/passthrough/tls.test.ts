@@ -32,7 +32,9 @@ afterAll(async () => {
 
 async function fakeUpstream(tls?: { clientCa?: boolean }): Promise<{ fake: FakeUpstream; started: StartedFake }> {
   const fake = new FakeUpstream(
-    tls ? { tls: { cert: pki.pem.serverCert, key: pki.pem.serverKey, ...(tls.clientCa ? { clientCa: pki.pem.ca } : {}) } } : {},
+    tls
+      ? { tls: { cert: pki.pem.serverCert, key: pki.pem.serverKey, ...(tls.clientCa ? { clientCa: pki.pem.ca } : {}) } }
+      : {},
   );
   const started = await fake.start();
   cleanups.push(() => started.stop());
@@ -105,7 +107,9 @@ describe('TLS listener requiring client certificates (mTLS)', () => {
   beforeAll(async () => {
     const up = await fakeUpstream();
     fake = up.fake;
-    proxy = await proxyFor(up.started.url, { tls: { cert: pki.files.serverCert, key: pki.files.serverKey, clientCa: pki.files.ca } });
+    proxy = await proxyFor(up.started.url, {
+      tls: { cert: pki.files.serverCert, key: pki.files.serverKey, clientCa: pki.files.ca },
+    });
   });
 
   it('a client certificate signed by the CA is accepted', async () => {
@@ -148,7 +152,9 @@ describe('grpcs:// upstream', () => {
 
   it('requiring a client certificate: the proxy’s own certificate is accepted', async () => {
     const { fake, started } = await fakeUpstream({ clientCa: true });
-    const proxy = await proxyFor(started.url, { upstreamTls: { ca: pki.files.ca, cert: pki.files.clientCert, key: pki.files.clientKey } });
+    const proxy = await proxyFor(started.url, {
+      upstreamTls: { ca: pki.files.ca, cert: pki.files.clientCert, key: pki.files.clientKey },
+    });
     const { answer } = await findMissing(client(proxy.endpoint, grpc.credentials.createInsecure()), fake);
     expect(answer.code, answer.details).toBe(Code.OK);
   });

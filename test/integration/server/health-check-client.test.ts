@@ -30,7 +30,11 @@ let proxy: RunningProxy;
 let upstream: RawServer;
 
 function config(extra: Partial<Config>): Config {
-  return { ...structuredClone(DEFAULTS), ...typed({ listen: '127.0.0.1:0', upstream: `grpc://127.0.0.1:${upstream.port}` }), ...extra };
+  return {
+    ...structuredClone(DEFAULTS),
+    ...typed({ listen: '127.0.0.1:0', upstream: `grpc://127.0.0.1:${upstream.port}` }),
+    ...extra,
+  };
 }
 
 /** A port nothing listens on: bound, then released. */
@@ -55,11 +59,18 @@ afterAll(async () => {
 
 describe('checkHealth', () => {
   it('exits 0 for a serving proxy', async () => {
-    expect(await checkHealth({ address: proxy.endpoint, timeoutMs: 5000 })).toEqual({ exitCode: 0, message: `grpc://${proxy.endpoint}: SERVING` });
+    expect(await checkHealth({ address: proxy.endpoint, timeoutMs: 5000 })).toEqual({
+      exitCode: 0,
+      message: `grpc://${proxy.endpoint}: SERVING`,
+    });
   });
 
   it('asks about one service when told to', async () => {
-    const known = await checkHealth({ address: proxy.endpoint, timeoutMs: 5000, service: 'build.bazel.remote.execution.v2.Execution' });
+    const known = await checkHealth({
+      address: proxy.endpoint,
+      timeoutMs: 5000,
+      service: 'build.bazel.remote.execution.v2.Execution',
+    });
     expect(known.exitCode).toBe(0);
     const unknown = await checkHealth({ address: proxy.endpoint, timeoutMs: 5000, service: 'acme.Nope' });
     expect(unknown.exitCode).toBe(1);
@@ -111,7 +122,10 @@ describe('checkHealth', () => {
   it('exits 1 without dialling when a TLS file cannot be read', async () => {
     const missing = path.join(dir, 'missing-ca.pem');
     const r = await checkHealth({ address: proxy.endpoint, timeoutMs: 5000, tls: { ca: missing } });
-    expect(r).toEqual({ exitCode: 1, message: `health check of grpcs://${proxy.endpoint} not attempted: cannot read --ca ${missing} (ENOENT)` });
+    expect(r).toEqual({
+      exitCode: 1,
+      message: `health check of grpcs://${proxy.endpoint} not attempted: cannot read --ca ${missing} (ENOENT)`,
+    });
   });
 
   it('exits 1 when TLS is asked of a plaintext listener', async () => {
@@ -123,16 +137,43 @@ describe('checkHealth', () => {
   it.skipIf(!hasOpenssl)('checks a TLS listener with --ca and --server-name', async () => {
     const key = path.join(dir, 'key.pem');
     const cert = path.join(dir, 'cert.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=proxy.test', '-addext', 'subjectAltName=DNS:proxy.test', '-keyout', key, '-out', cert,
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=proxy.test',
+        '-addext',
+        'subjectAltName=DNS:proxy.test',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
     expect(existsSync(cert)).toBe(true);
     const tlsProxy = await startProxy(config({ tls: { cert, key } }), testLogger());
     cleanups.push(() => tlsProxy.close(500));
-    const ok = await checkHealth({ address: tlsProxy.endpoint, timeoutMs: 5000, tls: { ca: cert, serverName: 'proxy.test' } });
+    const ok = await checkHealth({
+      address: tlsProxy.endpoint,
+      timeoutMs: 5000,
+      tls: { ca: cert, serverName: 'proxy.test' },
+    });
     expect(ok).toEqual({ exitCode: 0, message: `grpcs://${tlsProxy.endpoint}: SERVING` });
-    const wrongName = await checkHealth({ address: tlsProxy.endpoint, timeoutMs: 5000, tls: { ca: cert, serverName: 'other.test' } });
+    const wrongName = await checkHealth({
+      address: tlsProxy.endpoint,
+      timeoutMs: 5000,
+      tls: { ca: cert, serverName: 'other.test' },
+    });
     expect(wrongName.exitCode).toBe(1);
     const plaintext = await checkHealth({ address: tlsProxy.endpoint, timeoutMs: 5000 });
     expect(plaintext.exitCode).toBe(1);

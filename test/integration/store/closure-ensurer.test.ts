@@ -65,8 +65,18 @@ describe.skipIf(!HAVE_NIX)('closure ensurer on real Nix', () => {
     dir = await mkdtemp(join(tmpdir(), 'store-it-'));
     P = await buildPaths([
       { name: 'libc', files: { 'lib/libc.so': 'libc' } },
-      { name: 'binutils', deps: ['libc'], files: { 'bin/ld': '#!/bin/sh\n# uses @dep:libc@\n' }, executable: ['bin/ld'] },
-      { name: 'cc', deps: ['binutils'], files: { 'bin/cc': '#!/bin/sh\nexec @dep:binutils@/bin/ld "$@"\n' }, executable: ['bin/cc'] },
+      {
+        name: 'binutils',
+        deps: ['libc'],
+        files: { 'bin/ld': '#!/bin/sh\n# uses @dep:libc@\n' },
+        executable: ['bin/ld'],
+      },
+      {
+        name: 'cc',
+        deps: ['binutils'],
+        files: { 'bin/cc': '#!/bin/sh\nexec @dep:binutils@/bin/ld "$@"\n' },
+        executable: ['bin/cc'],
+      },
       { name: 'lone', files: { 'share/x': 'x' } },
       { name: 'zlib', files: { 'lib/libz.so': 'z' } },
       { name: 'curl', deps: ['zlib'], files: { 'bin/curl': 'curl' } },
@@ -128,7 +138,8 @@ describe.skipIf(!HAVE_NIX)('closure ensurer on real Nix', () => {
     expect(existsSync(marker)).toBe(false);
     expect(await validIn(shared, [drv, output])).toEqual(new Set([drv]));
     expect(await validIn('/', [output])).toEqual(new Set());
-    for (const c of runner.copies()) expect(c.args).toEqual(expect.arrayContaining(['--derivation', '--max-jobs', '0']));
+    for (const c of runner.copies())
+      expect(c.args).toEqual(expect.arrayContaining(['--derivation', '--max-jobs', '0']));
     expect(runner.copies().length).toBeGreaterThan(0);
   });
 
@@ -194,17 +205,24 @@ describe.skipIf(!HAVE_NIX)('closure ensurer on real Nix', () => {
     expect(err.message).toContain('nix-daemon');
   });
 
-  it.skipIf(!HAVE_SSH)('an ssh-ng store nobody answers gives UNAVAILABLE naming the store (not a timeout)', async () => {
-    const port = await closedPort();
-    const { ensurer } = setup({ sharedStore: 'ssh-ng://127.0.0.1' }, {}, {
-      ...process.env,
-      NIX_SSHOPTS: `-p ${port} -o BatchMode=yes -o ConnectTimeout=5`,
-    });
-    const err = await rejection(ensurer.ensure([P.lone!], signal()));
-    expect(err.code).toBe(Code.UNAVAILABLE);
-    expect(err.message).toContain('ssh-ng://127.0.0.1');
-    expect(err.message).toMatch(/Connection refused|cannot open connection/);
-  });
+  it.skipIf(!HAVE_SSH)(
+    'an ssh-ng store nobody answers gives UNAVAILABLE naming the store (not a timeout)',
+    async () => {
+      const port = await closedPort();
+      const { ensurer } = setup(
+        { sharedStore: 'ssh-ng://127.0.0.1' },
+        {},
+        {
+          ...process.env,
+          NIX_SSHOPTS: `-p ${port} -o BatchMode=yes -o ConnectTimeout=5`,
+        },
+      );
+      const err = await rejection(ensurer.ensure([P.lone!], signal()));
+      expect(err.code).toBe(Code.UNAVAILABLE);
+      expect(err.message).toContain('ssh-ng://127.0.0.1');
+      expect(err.message).toMatch(/Connection refused|cannot open connection/);
+    },
+  );
 
   it('a chroot directory that does not exist is reported, not created', async () => {
     const missing = join(dir, 'not-mounted');

@@ -64,7 +64,10 @@ describe('SpawnNixRunner', () => {
   it('returns exit code, stdout and stderr; the environment forces empty substituters', async () => {
     await script('nix-store', 'printf "%s\\n" "$@"; printf "%s" "$NIX_CONFIG" >&2; exit 3');
     const runner = new SpawnNixRunner({ binDir: bin, timeoutMs: 10_000 });
-    const out = await runner.run({ program: 'nix-store', args: ['--check-validity', 'a b', '$(id)'] }, new AbortController().signal);
+    const out = await runner.run(
+      { program: 'nix-store', args: ['--check-validity', 'a b', '$(id)'] },
+      new AbortController().signal,
+    );
     expect(out.exitCode).toBe(3);
     expect(out.stdout).toBe('--check-validity\na b\n$(id)\n');
     expect(out.stderr.split('\n')).toContain('substituters =');
@@ -111,9 +114,16 @@ describe('SpawnNixRunner', () => {
     await script('nix', `touch ${marker}`);
     const ac = new AbortController();
     ac.abort();
-    const err = await rejection(new SpawnNixRunner({ binDir: bin, timeoutMs: 1000 }).run({ program: 'nix', args: [] }, ac.signal));
+    const err = await rejection(
+      new SpawnNixRunner({ binDir: bin, timeoutMs: 1000 }).run({ program: 'nix', args: [] }, ac.signal),
+    );
     expect(err.code).toBe(Code.CANCELLED);
-    expect(await readFile(marker).then(() => true, () => false)).toBe(false);
+    expect(
+      await readFile(marker).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(false);
   });
 
   it('a missing binary is UNAVAILABLE saying how to fix it', async () => {
@@ -134,7 +144,12 @@ describe('SpawnNixRunner', () => {
     await script('nix-store', 'echo $#');
     const runner = new SpawnNixRunner({ binDir: bin, timeoutMs: 10_000 });
     const paths = Array.from({ length: 10_000 }, (_, i) => `/nix/store/${String(i).padStart(32, '0')}-p`);
-    const outcomes = await runOverPaths(runner, { program: 'nix-store', fixedArgs: ['--check-validity'] }, paths, new AbortController().signal);
+    const outcomes = await runOverPaths(
+      runner,
+      { program: 'nix-store', fixedArgs: ['--check-validity'] },
+      paths,
+      new AbortController().signal,
+    );
     expect(outcomes.length).toBeGreaterThan(1);
     const counts = outcomes.map((o) => Number(o.stdout.trim()) - 1);
     expect(counts.reduce((a, b) => a + b, 0)).toBe(paths.length);

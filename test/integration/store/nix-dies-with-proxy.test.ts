@@ -57,7 +57,9 @@ describe.skipIf(!existsSync('/usr/bin/setpriv'))('Nix processes and the proxy pr
 
   it('a Nix binary that is not there is UNAVAILABLE naming the fix, not an exit code', async () => {
     const runner = new SpawnNixRunner({ binDir: join(dir, 'missing'), timeoutMs: 10_000 });
-    await expect(runner.run({ program: 'nix', args: ['--version'] }, new AbortController().signal)).rejects.toMatchObject({
+    await expect(
+      runner.run({ program: 'nix', args: ['--version'] }, new AbortController().signal),
+    ).rejects.toMatchObject({
       code: 14,
       reason: 'NIX_NOT_RUNNABLE',
       message: expect.stringMatching(/cannot run .*missing\/nix: No such file or directory; install Nix .*nixBinDir/),

@@ -85,7 +85,11 @@ export function rawField(message: Uint8Array, field: number): Buffer | undefined
 }
 
 /** Appends already-encoded sub-messages as field `field`, keeping their bytes exactly. */
-export function writeRawMessages(writer: protobuf.Writer, field: number, messages: readonly Uint8Array[]): protobuf.Writer {
+export function writeRawMessages(
+  writer: protobuf.Writer,
+  field: number,
+  messages: readonly Uint8Array[],
+): protobuf.Writer {
   for (const message of messages) writer.uint32((field << 3) | 2).bytes(message);
   return writer;
 }

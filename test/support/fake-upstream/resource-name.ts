@@ -15,7 +15,15 @@ export interface ResourceName {
   uploadId?: string;
 }
 
-const KEYWORDS = new Set(['blobs', 'uploads', 'actions', 'actionResults', 'operations', 'capabilities', 'compressed-blobs']);
+const KEYWORDS = new Set([
+  'blobs',
+  'uploads',
+  'actions',
+  'actionResults',
+  'operations',
+  'capabilities',
+  'compressed-blobs',
+]);
 
 export function parseResourceName(name: string, kind: 'read' | 'write'): ResourceName | { error: string } {
   const segments = name.split('/');
@@ -25,7 +33,8 @@ export function parseResourceName(name: string, kind: 'read' | 'write'): Resourc
   let i = start;
   let uploadId: string | undefined;
   if (kind === 'write') {
-    if (segments[i] !== 'uploads' || !segments[i + 1]) return { error: `write resource name ${JSON.stringify(name)} lacks uploads/{uuid}/` };
+    if (segments[i] !== 'uploads' || !segments[i + 1])
+      return { error: `write resource name ${JSON.stringify(name)} lacks uploads/{uuid}/` };
     uploadId = segments[i + 1];
     i += 2;
   }
@@ -45,6 +54,13 @@ export function parseResourceName(name: string, kind: 'read' | 'write'): Resourc
   if (!hash || !/^[0-9a-f]{64}$/.test(hash) || !size || !/^\d+$/.test(size)) {
     return { error: `resource name ${JSON.stringify(name)} has no {sha256 hash}/{size}` };
   }
-  if (kind === 'read' && segments.length > i + 2) return { error: `resource name ${JSON.stringify(name)} has extra segments` };
-  return { instanceName, hash, sizeBytes: Number(size), ...(compressor ? { compressor } : {}), ...(uploadId ? { uploadId } : {}) };
+  if (kind === 'read' && segments.length > i + 2)
+    return { error: `resource name ${JSON.stringify(name)} has extra segments` };
+  return {
+    instanceName,
+    hash,
+    sizeBytes: Number(size),
+    ...(compressor ? { compressor } : {}),
+    ...(uploadId ? { uploadId } : {}),
+  };
 }

@@ -217,7 +217,9 @@ export class FakeServices {
 
   private findMissingBlobs(request: Buffer): Buffer {
     const req = decode(MSG.FindMissingBlobsRequest, request);
-    const missing = ((req.blobDigests ?? []) as Obj[]).filter((d) => !this.cas.has(digestOf(d), req.instanceName ?? ''));
+    const missing = ((req.blobDigests ?? []) as Obj[]).filter(
+      (d) => !this.cas.has(digestOf(d), req.instanceName ?? ''),
+    );
     return encode(MSG.FindMissingBlobsResponse, { missingBlobDigests: missing });
   }
 
@@ -227,13 +229,19 @@ export class FakeServices {
       const digest = digestOf(item.digest);
       const data: Buffer = item.data ?? EMPTY;
       if ((item.compressor ?? 0) !== 0) {
-        return { digest: item.digest, status: { code: Code.INVALID_ARGUMENT, message: 'compressed uploads are not supported' } };
+        return {
+          digest: item.digest,
+          status: { code: Code.INVALID_ARGUMENT, message: 'compressed uploads are not supported' },
+        };
       }
       const actual = createHash('sha256').update(data).digest('hex');
       if (actual !== digest.hash || data.length !== digest.sizeBytes) {
         return {
           digest: item.digest,
-          status: { code: Code.INVALID_ARGUMENT, message: `data is ${actual}/${data.length}, not ${digest.hash}/${digest.sizeBytes}` },
+          status: {
+            code: Code.INVALID_ARGUMENT,
+            message: `data is ${actual}/${data.length}, not ${digest.hash}/${digest.sizeBytes}`,
+          },
         };
       }
       this.cas.put(data, req.instanceName ?? '');
@@ -299,7 +307,8 @@ export class FakeServices {
     const digest = { hash: parsed.hash, sizeBytes: parsed.sizeBytes };
     const entry = this.cas.entry(digest, parsed.instanceName);
     if (!entry) throw notFound(`blob ${parsed.hash}/${parsed.sizeBytes}`);
-    if (entry.kind === 'sunk') throw new GrpcStatusError(Code.NOT_FOUND, 'blob was written with sinkWrites; its bytes were not kept');
+    if (entry.kind === 'sunk')
+      throw new GrpcStatusError(Code.NOT_FOUND, 'blob was written with sinkWrites; its bytes were not kept');
     const offset = Number(req.readOffset ?? 0);
     const limit = Number(req.readLimit ?? 0);
     if (offset < 0 || offset > digest.sizeBytes) {
@@ -309,7 +318,12 @@ export class FakeServices {
     const end = limit === 0 ? digest.sizeBytes : Math.min(digest.sizeBytes, offset + limit);
     for (let at = offset; at < end; at += this.options.readChunkBytes) {
       const chunk = this.cas.read(digest, parsed.instanceName, at, Math.min(this.options.readChunkBytes, end - at))!;
-      yield Buffer.from(protobuf.Writer.create().uint32((10 << 3) | 2).bytes(chunk).finish());
+      yield Buffer.from(
+        protobuf.Writer.create()
+          .uint32((10 << 3) | 2)
+          .bytes(chunk)
+          .finish(),
+      );
     }
   }
 
@@ -346,12 +360,18 @@ export class FakeServices {
         throw new GrpcStatusError(Code.INVALID_ARGUMENT, `resource_name changed mid-stream to ${req.resourceName}`);
       }
       if (offset !== upload.received) {
-        throw new GrpcStatusError(Code.INVALID_ARGUMENT, `write_offset ${offset} but ${upload.received} bytes were committed`);
+        throw new GrpcStatusError(
+          Code.INVALID_ARGUMENT,
+          `write_offset ${offset} but ${upload.received} bytes were committed`,
+        );
       }
       const data: Buffer = req.data ?? EMPTY;
       upload.received += data.length;
       if (upload.received > upload.digest.sizeBytes) {
-        throw new GrpcStatusError(Code.INVALID_ARGUMENT, `more than the ${upload.digest.sizeBytes} bytes the resource name declares`);
+        throw new GrpcStatusError(
+          Code.INVALID_ARGUMENT,
+          `more than the ${upload.digest.sizeBytes} bytes the resource name declares`,
+        );
       }
       upload.hash.update(data);
       upload.chunks?.push(data);
@@ -368,14 +388,23 @@ export class FakeServices {
     const actual = upload.hash.digest('hex');
     if (actual !== digest.hash || upload.received !== digest.sizeBytes) {
       this.uploads.delete(resourceName);
-      throw new GrpcStatusError(Code.INVALID_ARGUMENT, `data is ${actual}/${upload.received}, not ${digest.hash}/${digest.sizeBytes}`);
+      throw new GrpcStatusError(
+        Code.INVALID_ARGUMENT,
+        `data is ${actual}/${upload.received}, not ${digest.hash}/${digest.sizeBytes}`,
+      );
     }
     if (upload.chunks) {
       this.cas.put(Buffer.concat(upload.chunks), instanceName);
       upload.chunks = [];
     } else {
       const seed = findSynthetic(digest.hash, digest.sizeBytes);
-      this.cas.putEntry(digest, seed === undefined ? { kind: 'sunk', sizeBytes: digest.sizeBytes } : { kind: 'synthetic', seed, sizeBytes: digest.sizeBytes }, instanceName);
+      this.cas.putEntry(
+        digest,
+        seed === undefined
+          ? { kind: 'sunk', sizeBytes: digest.sizeBytes }
+          : { kind: 'synthetic', seed, sizeBytes: digest.sizeBytes },
+        instanceName,
+      );
     }
     upload.complete = true;
     this.completedWrites.push({ resourceName, instanceName, digest, sunk: upload.chunks === null });
@@ -385,7 +414,8 @@ export class FakeServices {
   private queryWriteStatus(request: Buffer): Buffer {
     const name = String(decode(MSG.QueryWriteStatusRequest, request).resourceName ?? '');
     const upload = this.uploads.get(name);
-    if (upload) return encode(MSG.QueryWriteStatusResponse, { committedSize: upload.received, complete: upload.complete });
+    if (upload)
+      return encode(MSG.QueryWriteStatusResponse, { committedSize: upload.received, complete: upload.complete });
     const parsed = parseResourceName(name, 'write');
     if ('error' in parsed) throw new GrpcStatusError(Code.INVALID_ARGUMENT, parsed.error);
     const digest = { hash: parsed.hash, sizeBytes: parsed.sizeBytes };
@@ -416,7 +446,8 @@ export class FakeServices {
   private push(request: Buffer, kind: 'blob' | 'directory'): Buffer {
     const req = decode(kind === 'blob' ? MSG.PushBlobRequest : MSG.PushDirectoryRequest, request);
     const digest = digestOf(kind === 'blob' ? req.blobDigest : req.rootDirectoryDigest);
-    for (const uri of (req.uris ?? []) as string[]) this.assets.set(this.assetKey(kind, req.instanceName ?? '', uri), digest);
+    for (const uri of (req.uris ?? []) as string[])
+      this.assets.set(this.assetKey(kind, req.instanceName ?? '', uri), digest);
     return EMPTY;
   }
 }

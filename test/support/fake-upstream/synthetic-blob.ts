@@ -46,7 +46,12 @@ export function syntheticBytes(seed: number, offset: number, length: number, tar
 }
 
 /** The blob in chunks of `chunkBytes` (the last may be shorter); each chunk is a fresh Buffer. */
-export function* syntheticChunks(seed: number, size: number, chunkBytes = 64 * 1024, startOffset = 0): Generator<Buffer> {
+export function* syntheticChunks(
+  seed: number,
+  size: number,
+  chunkBytes = 64 * 1024,
+  startOffset = 0,
+): Generator<Buffer> {
   for (let offset = startOffset; offset < size; offset += chunkBytes) {
     yield syntheticBytes(seed, offset, Math.min(chunkBytes, size - offset));
   }

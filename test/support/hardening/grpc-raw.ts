@@ -18,10 +18,18 @@ export const GET_CAPABILITIES = '/build.bazel.remote.execution.v2.Capabilities/G
 export const BYTESTREAM_READ = '/google.bytestream.ByteStream/Read';
 export const BYTESTREAM_WRITE = '/google.bytestream.ByteStream/Write';
 
-export function rawClient(endpoint: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): grpc.Client {
+export function rawClient(
+  endpoint: string,
+  credentials = grpc.credentials.createInsecure(),
+  options: grpc.ClientOptions = {},
+): grpc.Client {
   // No retries: a test must see the first failure. A subchannel of its own: a proxy started on the
   // port of one killed earlier must not inherit the dead connection from grpc-js's shared pool.
-  return new grpc.Client(endpoint, credentials, { 'grpc.enable_retries': 0, 'grpc.use_local_subchannel_pool': 1, ...options });
+  return new grpc.Client(endpoint, credentials, {
+    'grpc.enable_retries': 0,
+    'grpc.use_local_subchannel_pool': 1,
+    ...options,
+  });
 }
 
 export interface RawAnswer {
@@ -61,7 +69,12 @@ function settleOn(call: AnyCall, messages: Buffer[]): Promise<RawAnswer> {
   );
 }
 
-export function serverStream(client: grpc.Client, path: string, request: Buffer, o: RawCallOptions = {}): Promise<RawAnswer> {
+export function serverStream(
+  client: grpc.Client,
+  path: string,
+  request: Buffer,
+  o: RawCallOptions = {},
+): Promise<RawAnswer> {
   const messages: Buffer[] = [];
   const call = client.makeServerStreamRequest(path, identity, identity, request, md(o.metadata), opts(o));
   call.on('data', (m: Buffer) => {
@@ -81,7 +94,12 @@ export function unary(client: grpc.Client, path: string, request: Buffer, o: Raw
   return settleOn(call, messages);
 }
 
-export function clientStream(client: grpc.Client, path: string, requests: Buffer[], o: RawCallOptions = {}): Promise<RawAnswer> {
+export function clientStream(
+  client: grpc.Client,
+  path: string,
+  requests: Buffer[],
+  o: RawCallOptions = {},
+): Promise<RawAnswer> {
   const messages: Buffer[] = [];
   const call = client.makeClientStreamRequest(path, identity, identity, md(o.metadata), opts(o), (_e, v) => {
     if (v) messages.push(v);
@@ -101,7 +119,12 @@ export interface ExecuteOutcome extends RawAnswer {
   done: boolean;
 }
 
-export async function execute(client: grpc.Client, request: Buffer, o: RawCallOptions = {}, path = EXECUTE): Promise<ExecuteOutcome> {
+export async function execute(
+  client: grpc.Client,
+  request: Buffer,
+  o: RawCallOptions = {},
+  path = EXECUTE,
+): Promise<ExecuteOutcome> {
   const answer = await serverStream(client, path, request, o);
   const operationNames: string[] = [];
   let response: ExecuteOutcome['response'];
@@ -136,11 +159,15 @@ export function executeRequest(actionDigest: { hash: string; sizeBytes: number }
 export function trailerViolations(trailers: grpc.Metadata): Array<{ type: string; subject: string }> {
   const raw = trailers.get('grpc-status-details-bin')[0];
   if (!raw) return [];
-  const status = T.Status.decode(raw as Buffer) as unknown as { details: Array<{ type_url: string; value: Uint8Array }> };
+  const status = T.Status.decode(raw as Buffer) as unknown as {
+    details: Array<{ type_url: string; value: Uint8Array }>;
+  };
   const out: Array<{ type: string; subject: string }> = [];
   for (const d of status.details) {
     if (!d.type_url.endsWith('google.rpc.PreconditionFailure')) continue;
-    const pf = T.PreconditionFailure.decode(d.value) as unknown as { violations: Array<{ type: string; subject: string }> };
+    const pf = T.PreconditionFailure.decode(d.value) as unknown as {
+      violations: Array<{ type: string; subject: string }>;
+    };
     out.push(...pf.violations.map((v) => ({ type: v.type, subject: v.subject })));
   }
   return out;

@@ -65,7 +65,13 @@ export function peakRssBytes(pid: number): number {
 
 export function snapshot(pid: number): ProcessSnapshot {
   const targets = fdTargets(pid);
-  return { fds: targets.length, fdTargets: targets, children: childPids(pid), rssBytes: rssBytes(pid), peakRssBytes: peakRssBytes(pid) };
+  return {
+    fds: targets.length,
+    fdTargets: targets,
+    children: childPids(pid),
+    rssBytes: rssBytes(pid),
+    peakRssBytes: peakRssBytes(pid),
+  };
 }
 
 /** Descriptor kinds with counts ('socket' 12, 'pipe' 4, '/dev/null' 1 ...), for readable failure messages. */

@@ -74,18 +74,32 @@ export interface SoakReport {
   /** FindMissingBlobs answers that called an acknowledged blob missing: must be 0. */
   reportedMissing: number;
   faults: Record<string, number>;
-  rss: { samples: Array<{ atMs: number; bytes: number }>; atWarmup: number; maxAfterWarmup: number; firstThirdMedian: number; lastThirdMedian: number };
+  rss: {
+    samples: Array<{ atMs: number; bytes: number }>;
+    atWarmup: number;
+    maxAfterWarmup: number;
+    firstThirdMedian: number;
+    lastThirdMedian: number;
+  };
 }
 
 export type OpKind = 'write' | 'read' | 'findMissing' | 'execute';
-export type FaultKind = 'upstream-restart' | 'upstream-unavailable' | 'read-reset' | 'upstream-slow' | 'store-unreachable';
+export type FaultKind =
+  'upstream-restart' | 'upstream-unavailable' | 'read-reset' | 'upstream-slow' | 'store-unreachable';
 
 interface Blob {
   hash: string;
   sizeBytes: number;
 }
 
-const RETRYABLE = new Set<number>([Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED, Code.ABORTED, Code.INTERNAL, Code.UNKNOWN]);
+const RETRYABLE = new Set<number>([
+  Code.UNAVAILABLE,
+  Code.DEADLINE_EXCEEDED,
+  Code.RESOURCE_EXHAUSTED,
+  Code.ABORTED,
+  Code.INTERNAL,
+  Code.UNKNOWN,
+]);
 const MAX_ATTEMPTS = 6;
 const CALL_DEADLINE_MS = 30_000;
 const BYTESTREAM_CHUNK = 64 * 1024;
@@ -123,12 +137,14 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const log = o.log ?? (() => undefined);
   const stats = new Stats();
   const written: Blob[] = [];
-  const channels = Array.from({ length: Math.max(1, o.connections ?? Math.ceil(o.clients / 4)) }, () =>
-    new grpc.Client(o.endpoint, grpc.credentials.createInsecure(), {
-      'grpc.enable_retries': 0,
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    }),
+  const channels = Array.from(
+    { length: Math.max(1, o.connections ?? Math.ceil(o.clients / 4)) },
+    () =>
+      new grpc.Client(o.endpoint, grpc.credentials.createInsecure(), {
+        'grpc.enable_retries': 0,
+        'grpc.use_local_subchannel_pool': 1,
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      }),
   );
   const metadata = o.metadata ?? {};
   const started = Date.now();
@@ -142,11 +158,16 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const trimmer = setInterval(() => o.fake.clearCalls(), 5_000);
   const progress = setInterval(() => {
     const done = Object.values(stats.operations).reduce((a, b) => a + b, 0);
-    log(`soak: ${Math.round((Date.now() - started) / 1000)}s, ${done} operations, ${written.length} blobs, ${stats.retries} retries, faults ${JSON.stringify(stats.faults)}`);
+    log(
+      `soak: ${Math.round((Date.now() - started) / 1000)}s, ${done} operations, ${written.length} blobs, ${stats.retries} retries, faults ${JSON.stringify(stats.faults)}`,
+    );
   }, 10_000);
 
   /** Runs `attempt` until it succeeds or fails for good; retryable statuses are retried with backoff. */
-  async function withRetries(kind: OpKind, attempt: () => Promise<{ code: number; details: string }>): Promise<boolean> {
+  async function withRetries(
+    kind: OpKind,
+    attempt: () => Promise<{ code: number; details: string }>,
+  ): Promise<boolean> {
     stats.operations[kind]++;
     for (let i = 1; ; i++) {
       const { code } = await attempt();
@@ -173,7 +194,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     const blob = { hash: sha256(data), sizeBytes: data.length };
     const ok = await withRetries('write', async () => {
       if (data.length <= 64 * 1024) {
-        const answer = await unary(client, BATCH_UPDATE, encode(MSG.BatchUpdateBlobsRequest, { requests: [{ digest: blob, data }] }), opts());
+        const answer = await unary(
+          client,
+          BATCH_UPDATE,
+          encode(MSG.BatchUpdateBlobsRequest, { requests: [{ digest: blob, data }] }),
+          opts(),
+        );
         if (answer.code !== Code.OK) return answer;
         const status = decode(MSG.BatchUpdateBlobsResponse, answer.messages[0]!).responses?.[0]?.status;
         return { code: Number(status?.code ?? 0), details: String(status?.message ?? '') };
@@ -191,7 +217,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         );
       }
       const answer = await clientStream(client, BYTESTREAM_WRITE, requests, opts());
-      if (answer.code === Code.OK && Number(decode(MSG.WriteResponse, answer.messages[0]!).committedSize) !== data.length) {
+      if (
+        answer.code === Code.OK &&
+        Number(decode(MSG.WriteResponse, answer.messages[0]!).committedSize) !== data.length
+      ) {
         return { code: Code.DATA_LOSS, details: 'committed_size differs' };
       }
       return answer;
@@ -214,13 +243,21 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       if (code !== Code.OK) return { code, details: String(r?.status?.message ?? '') };
       data = (r?.data as Buffer | undefined) ?? Buffer.alloc(0);
     } else {
-      answer = await serverStream(client, BYTESTREAM_READ, encode(MSG.ReadRequest, { resourceName: `blobs/${blob.hash}/${blob.sizeBytes}` }), opts());
+      answer = await serverStream(
+        client,
+        BYTESTREAM_READ,
+        encode(MSG.ReadRequest, { resourceName: `blobs/${blob.hash}/${blob.sizeBytes}` }),
+        opts(),
+      );
       if (answer.code !== Code.OK) return answer;
-      data = Buffer.concat(answer.messages.map((m) => (decode(MSG.ReadResponse, m).data as Buffer | undefined) ?? Buffer.alloc(0)));
+      data = Buffer.concat(
+        answer.messages.map((m) => (decode(MSG.ReadResponse, m).data as Buffer | undefined) ?? Buffer.alloc(0)),
+      );
     }
     if (data.length !== blob.sizeBytes || sha256(data) !== blob.hash) {
       stats.corrupted++;
-      if (stats.corruptions.length < 10) stats.corruptions.push(`${blob.hash}/${blob.sizeBytes}: got ${data.length} bytes hashing to ${sha256(data)}`);
+      if (stats.corruptions.length < 10)
+        stats.corruptions.push(`${blob.hash}/${blob.sizeBytes}: got ${data.length} bytes hashing to ${sha256(data)}`);
       return { code: Code.DATA_LOSS, details: 'corrupt' };
     }
     return { code: Code.OK, details: '' };
@@ -233,12 +270,27 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   }
 
   async function findMissing(client: grpc.Client): Promise<void> {
-    const known = Array.from({ length: Math.min(written.length, 20) }, () => written[Math.floor(Math.random() * written.length)]!);
-    const unknown = Array.from({ length: 5 }, () => ({ hash: sha256(randomBytes(16)), sizeBytes: 1 + Math.floor(Math.random() * 1000) }));
+    const known = Array.from(
+      { length: Math.min(written.length, 20) },
+      () => written[Math.floor(Math.random() * written.length)]!,
+    );
+    const unknown = Array.from({ length: 5 }, () => ({
+      hash: sha256(randomBytes(16)),
+      sizeBytes: 1 + Math.floor(Math.random() * 1000),
+    }));
     await withRetries('findMissing', async () => {
-      const answer = await unary(client, FIND_MISSING, encode(MSG.FindMissingBlobsRequest, { blobDigests: [...known, ...unknown] }), opts());
+      const answer = await unary(
+        client,
+        FIND_MISSING,
+        encode(MSG.FindMissingBlobsRequest, { blobDigests: [...known, ...unknown] }),
+        opts(),
+      );
       if (answer.code !== Code.OK) return answer;
-      const missing = new Set(((decode(MSG.FindMissingBlobsResponse, answer.messages[0]!).missingBlobDigests ?? []) as Blob[]).map((d) => d.hash));
+      const missing = new Set(
+        ((decode(MSG.FindMissingBlobsResponse, answer.messages[0]!).missingBlobDigests ?? []) as Blob[]).map(
+          (d) => d.hash,
+        ),
+      );
       for (const b of known) if (missing.has(b.hash)) stats.reportedMissing++;
       return answer;
     });
@@ -260,7 +312,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       const up = await unary(
         client,
         BATCH_UPDATE,
-        encode(MSG.BatchUpdateBlobsRequest, { requests: [{ digest: commandDigest, data: command }, { digest: actionDigest, data: action }] }),
+        encode(MSG.BatchUpdateBlobsRequest, {
+          requests: [
+            { digest: commandDigest, data: command },
+            { digest: actionDigest, data: action },
+          ],
+        }),
         opts(),
       );
       if (up.code !== Code.OK) return up;
@@ -298,7 +355,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       while (next < written.length) {
         const blob = written[next++]!;
         let result = await readOnce(client, blob);
-        for (let i = 0; i < 3 && result.code !== Code.OK && result.details !== 'corrupt'; i++) result = await readOnce(client, blob);
+        for (let i = 0; i < 3 && result.code !== Code.OK && result.details !== 'corrupt'; i++)
+          result = await readOnce(client, blob);
         if (result.code !== Code.OK) lost++;
       }
     }),
@@ -342,7 +400,9 @@ async function injectFaults(o: SoakOptions, stats: Stats, endAt: number): Promis
   const calmFrom = endAt - o.durationMs / 10;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const count = (name: string) => (stats.faults[name] = (stats.faults[name] ?? 0) + 1);
-  const kinds = (o.faultKinds ?? ['upstream-restart', 'upstream-unavailable', 'read-reset', 'upstream-slow', 'store-unreachable']).filter((k) => o.nix || k !== 'store-unreachable');
+  const kinds = (
+    o.faultKinds ?? ['upstream-restart', 'upstream-unavailable', 'read-reset', 'upstream-slow', 'store-unreachable']
+  ).filter((k) => o.nix || k !== 'store-unreachable');
   let i = 0;
   while (Date.now() + 3000 < calmFrom) {
     await sleep(1500 + Math.random() * 1500);
@@ -367,7 +427,8 @@ async function injectFaults(o: SoakOptions, stats: Stats, endAt: number): Promis
         o.fake.clearScripts();
         break;
       case 'upstream-slow':
-        for (const path of [PATHS.FindMissingBlobs, PATHS.BatchReadBlobs, PATHS.Write]) o.fake.script(path, { delayMs: 300 }, 200);
+        for (const path of [PATHS.FindMissingBlobs, PATHS.BatchReadBlobs, PATHS.Write])
+          o.fake.script(path, { delayMs: 300 }, 200);
         await sleep(1000);
         o.fake.clearScripts();
         break;

@@ -125,12 +125,14 @@ export class StubNix {
   /** Argument vectors of every run so far (order unspecified). */
   calls(): string[][] {
     const dir = join(this.dir, 'calls');
-    return readdirSync(dir).filter((f) => f.endsWith('.args')).map((f) => {
-      const text = readFileSync(join(dir, f), 'latin1');
-      const parts = text.split('\0');
-      parts.pop();
-      return parts;
-    });
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.args'))
+      .map((f) => {
+        const text = readFileSync(join(dir, f), 'latin1');
+        const parts = text.split('\0');
+        parts.pop();
+        return parts;
+      });
   }
 
   /** PIDs of runs that hung, whether or not they are still alive. */

@@ -23,7 +23,8 @@ function allowedImports(): Map<string, Set<string>> {
       if (rules.size > 0 && !line.startsWith('|')) break;
       continue;
     }
-    const allowed = cells[3] === 'everything below it' ? ['*'] : [...(cells[3] ?? '').matchAll(/`([a-z]+)`/g)].map((m) => m[1]!);
+    const allowed =
+      cells[3] === 'everything below it' ? ['*'] : [...(cells[3] ?? '').matchAll(/`([a-z]+)`/g)].map((m) => m[1]!);
     rules.set(folder, new Set(allowed));
   }
   return rules;

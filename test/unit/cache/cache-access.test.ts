@@ -95,7 +95,11 @@ describe('CacheAccess without authTokensFile', () => {
     ['the last listing of a name', ['builder-1', 'builder-1=push-unsigned'], 'push-unsigned'],
   ])('gives a certificate subject listed as %s its right', (_label, pushSubjects, push) => {
     const access = new CacheAccess({ pushSubjects });
-    expect(access.identify(facts({ certificateSubject: 'builder-1' }))).toEqual({ ok: true, client: 'builder-1', push });
+    expect(access.identify(facts({ certificateSubject: 'builder-1' }))).toEqual({
+      ok: true,
+      client: 'builder-1',
+      push,
+    });
   });
 
   it('knows a certificate not listed by its subject, without the push right', () => {

@@ -22,14 +22,17 @@ describe('routeOf: the names stock Nix uses', () => {
     expect(routeOf(method, `/nar/${H}.nar`)).toEqual({ kind: 'served-nar', hash: H });
   });
 
-  it.each(Object.entries(NAR_EXTENSIONS))('PUT /nar/<filehash>.nar%s is a pushed NAR compressed with %s', (ext, compression) => {
-    expect(routeOf('PUT', `/nar/${FH}.nar${ext}`)).toEqual({
-      kind: 'pushed-nar',
-      fileName: `${FH}.nar${ext}`,
-      fileHash: FH,
-      compression,
-    });
-  });
+  it.each(Object.entries(NAR_EXTENSIONS))(
+    'PUT /nar/<filehash>.nar%s is a pushed NAR compressed with %s',
+    (ext, compression) => {
+      expect(routeOf('PUT', `/nar/${FH}.nar${ext}`)).toEqual({
+        kind: 'pushed-nar',
+        fileName: `${FH}.nar${ext}`,
+        fileHash: FH,
+        compression,
+      });
+    },
+  );
 
   it('HEAD of a pushed NAR name is the pushed NAR (Nix asks before uploading)', () => {
     expect(routeOf('HEAD', `/nar/${FH}.nar.xz`)).toEqual({
@@ -88,7 +91,11 @@ describe('routeOf: names it does not keep', () => {
     ['a NAR outside nar/', `/${FH}.nar.xz`],
     ['a NAR in a subdirectory of nar/', `/nar/x/${FH}.nar.xz`],
   ])('GET of %s is refused 404', (_label, url) => {
-    expect(routeOf('GET', url)).toEqual({ kind: 'refused', status: 404, message: `${url} is not in this binary cache` });
+    expect(routeOf('GET', url)).toEqual({
+      kind: 'refused',
+      status: 404,
+      message: `${url} is not in this binary cache`,
+    });
   });
 });
 
@@ -145,7 +152,8 @@ describe('routeOf: URLs that could name another file are refused before any look
     ['a doubled slash', `//${H}.narinfo`],
     ['a doubled slash inside', `/nar//${FH}.nar`],
   ])('%s is refused 400', (_label, url) => {
-    for (const method of ['GET', 'HEAD', 'PUT']) expect(routeOf(method, url)).toEqual({ kind: 'refused', status: 400, message: DOTS });
+    for (const method of ['GET', 'HEAD', 'PUT'])
+      expect(routeOf(method, url)).toEqual({ kind: 'refused', status: 400, message: DOTS });
   });
 
   it.each([
@@ -164,8 +172,16 @@ describe('routeOf: URLs that could name another file are refused before any look
   });
 
   it('refuses ?compression=zstd: a store URL option Nix applies itself and never sends', () => {
-    expect(routeOf('PUT', `/nar/${FH}.nar.zst?compression=zstd`)).toEqual({ kind: 'refused', status: 400, message: ESCAPES });
-    expect(routeOf('GET', '/nix-cache-info?compression=zstd')).toEqual({ kind: 'refused', status: 400, message: ESCAPES });
+    expect(routeOf('PUT', `/nar/${FH}.nar.zst?compression=zstd`)).toEqual({
+      kind: 'refused',
+      status: 400,
+      message: ESCAPES,
+    });
+    expect(routeOf('GET', '/nix-cache-info?compression=zstd')).toEqual({
+      kind: 'refused',
+      status: 400,
+      message: ESCAPES,
+    });
   });
 
   it.each([

@@ -71,7 +71,10 @@ describe('parsePublicKey', () => {
     ['an empty name', ALICE.publicText.slice(ALICE.publicText.indexOf(':'))],
     ['nothing after the colon', 'cache-1:'],
     ['characters outside base64', 'cache-1:!!!!'],
-    ['a space inside the base64', `cache-1:${Buffer.alloc(16).toString('base64')} ${Buffer.alloc(16).toString('base64')}`],
+    [
+      'a space inside the base64',
+      `cache-1:${Buffer.alloc(16).toString('base64')} ${Buffer.alloc(16).toString('base64')}`,
+    ],
     ['31 bytes', `cache-1:${Buffer.alloc(31, 1).toString('base64')}`],
     ['33 bytes', `cache-1:${Buffer.alloc(33, 1).toString('base64')}`],
     ['a 64-byte secret key given as a public key', ALICE.secretText],
@@ -125,7 +128,10 @@ describe('verifyNarInfo', () => {
     ['the StorePath', (i) => ({ ...i, storePath: i.storePath.replace('top0', 'top1') })],
     ['a reference', (i) => ({ ...i, references: [i.references[0]!, i.references[1]!.replace('pair1', 'evil1')] })],
     ['a reference removed', (i) => ({ ...i, references: i.references.slice(1) })],
-    ['a reference added', (i) => ({ ...i, references: [...i.references, '/nix/store/0c3y1v9zcgbl2xn8v7ns6hblkhsb3f1z-x'] })],
+    [
+      'a reference added',
+      (i) => ({ ...i, references: [...i.references, '/nix/store/0c3y1v9zcgbl2xn8v7ns6hblkhsb3f1z-x'] }),
+    ],
   ])('refuses it once %s changes, naming the key', (_label, tamper) => {
     expect(verifyNarInfo(tamper(SIGNED), trusted(ALICE.publicText))).toEqual({ trusted: false, why: MISMATCH });
   });
@@ -202,10 +208,12 @@ describe('verifyNarInfo', () => {
 
   it('looks at no more than 16 signatures', () => {
     const junk = Array.from({ length: 16 }, (_, i) => `junk-${i}:${Buffer.alloc(64).toString('base64')}`);
-    expect(verifyNarInfo({ ...SIGNED, sigs: [...junk.slice(1), ...SIGNED.sigs] }, trusted(ALICE.publicText)).trusted).toBe(
-      true,
+    expect(
+      verifyNarInfo({ ...SIGNED, sigs: [...junk.slice(1), ...SIGNED.sigs] }, trusted(ALICE.publicText)).trusted,
+    ).toBe(true);
+    expect(verifyNarInfo({ ...SIGNED, sigs: [...junk, ...SIGNED.sigs] }, trusted(ALICE.publicText)).trusted).toBe(
+      false,
     );
-    expect(verifyNarInfo({ ...SIGNED, sigs: [...junk, ...SIGNED.sigs] }, trusted(ALICE.publicText)).trusted).toBe(false);
   });
 });
 

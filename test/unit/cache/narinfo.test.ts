@@ -59,9 +59,7 @@ describe('parseNarInfo on narinfos Nix wrote', () => {
         '/nix/store/qvxccg7yij6xiwihp90fyvpg7im79218-fx-8eab2d72b673-pair1',
       ],
       deriver: '/nix/store/lfacprk4hapvaiflqv8sha8f41ra1jk3-fx-8eab2d72b673.drv',
-      sigs: [
-        'test-cache-1:bhVuqoQ6svFkBCPM4FQSn2DlvPoRpgZKDUX3JeQwfXEa5a4DAztLMYAwWoYBB+h4zooDuILaagCUbRWA4fUBAg==',
-      ],
+      sigs: ['test-cache-1:bhVuqoQ6svFkBCPM4FQSn2DlvPoRpgZKDUX3JeQwfXEa5a4DAztLMYAwWoYBB+h4zooDuILaagCUbRWA4fUBAg=='],
     });
   });
 

@@ -74,7 +74,19 @@ describe('createClosureEnsurer (fake Nix)', () => {
     // 'local' was asked first and had nothing; only one copy, from the cache.
     expect(nix.checks('local')).toHaveLength(1);
     expect(nix.copies()).toHaveLength(1);
-    expect(nix.copies()[0]!.args).toEqual(['copy', '--from', CACHE, '--to', SHARED, '--max-jobs', '0', '--builders', '', '--no-check-sigs', t.cc]);
+    expect(nix.copies()[0]!.args).toEqual([
+      'copy',
+      '--from',
+      CACHE,
+      '--to',
+      SHARED,
+      '--max-jobs',
+      '0',
+      '--builders',
+      '',
+      '--no-check-sigs',
+      t.cc,
+    ]);
   });
 
   it('50 concurrent ensures of one missing closure make exactly one copy', async () => {
@@ -132,7 +144,9 @@ describe('createClosureEnsurer (fake Nix)', () => {
     expect(err.message).toContain(absent);
     expect(err.message).toContain('local: does not have it');
     expect(err.message).toContain(`${CACHE}: does not have it`);
-    expect(err.violations).toEqual([{ type: 'NIX_STORE_PATH', subject: absent, description: expect.stringContaining('local') }]);
+    expect(err.violations).toEqual([
+      { type: 'NIX_STORE_PATH', subject: absent, description: expect.stringContaining('local') },
+    ]);
     expect(nix.store(SHARED).has(t.cc)).toBe(true);
   });
 
@@ -268,7 +282,21 @@ describe('createClosureEnsurer (fake Nix)', () => {
     const { nix, ensurer } = setup({ requireSigs: true, trustedPublicKeys: ['cache-1:AAAA', 'cache-2:BBBB='] });
     const t = toolchain(nix, 'local');
     await ensurer.ensure([t.cc], signal());
-    expect(nix.copies()[0]!.args).toEqual(['copy', '--from', 'local', '--to', SHARED, '--max-jobs', '0', '--builders', '', '--option', 'trusted-public-keys', 'cache-1:AAAA cache-2:BBBB=', t.cc]);
+    expect(nix.copies()[0]!.args).toEqual([
+      'copy',
+      '--from',
+      'local',
+      '--to',
+      SHARED,
+      '--max-jobs',
+      '0',
+      '--builders',
+      '',
+      '--option',
+      'trusted-public-keys',
+      'cache-1:AAAA cache-2:BBBB=',
+      t.cc,
+    ]);
   });
 });
 
@@ -279,7 +307,13 @@ describe('visibility waiting (fake Nix, fake mount)', () => {
     const probes: string[] = [];
     let onProbe: (() => void) | undefined;
     const ensurer: OwnedClosureEnsurer = createClosureEnsurer(
-      { ...DEFAULTS, ...typed({ sharedStore: SHARED, substituters: ['local'] }), requireSigs: false, visibleAt: '/mnt/nix/store/', visibleTimeoutMs: timeoutMs },
+      {
+        ...DEFAULTS,
+        ...typed({ sharedStore: SHARED, substituters: ['local'] }),
+        requireSigs: false,
+        visibleAt: '/mnt/nix/store/',
+        visibleTimeoutMs: timeoutMs,
+      },
       {
         logger: testLogger(),
         runner: nix,

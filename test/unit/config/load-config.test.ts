@@ -68,7 +68,11 @@ function samples(): Record<ConfigPath, Sample> {
     logLevel: { text: 'debug', value: 'debug' },
     metricsListen: { text: '127.0.0.1:9100', value: hostPort('127.0.0.1:9100') },
     authTokensFile: { text: pem, value: pem },
-    cacheListen: { text: '127.0.0.1:8990', value: hostPort('127.0.0.1:8990'), with: { sharedStore: '/srv/nix-shared' } },
+    cacheListen: {
+      text: '127.0.0.1:8990',
+      value: hostPort('127.0.0.1:8990'),
+      with: { sharedStore: '/srv/nix-shared' },
+    },
     cachePublicUrl: { text: 'https://nix-proxy.example.com:8990', value: 'https://nix-proxy.example.com:8990' },
     'cacheTls.cert': { text: pem, value: pem, with: { 'cacheTls.key': otherPem } },
     'cacheTls.key': { text: pem, value: pem, with: { 'cacheTls.cert': otherPem } },
@@ -80,7 +84,10 @@ function samples(): Record<ConfigPath, Sample> {
     cachePriority: { text: '10', value: 10 },
     cachePushSubjects: { text: ['ci-runner', 'release=push-unsigned'], value: ['ci-runner', 'release=push-unsigned'] },
     sharedStore: { text: '/srv/nix-shared', value: sharedStoreUrl('/srv/nix-shared') },
-    substituters: { text: ['daemon', 'https://cache.nixos.org'], value: substituterUrls(['daemon', 'https://cache.nixos.org']) },
+    substituters: {
+      text: ['daemon', 'https://cache.nixos.org'],
+      value: substituterUrls(['daemon', 'https://cache.nixos.org']),
+    },
     trustedPublicKeys: {
       text: ['cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY='],
       value: ['cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY='],
@@ -186,14 +193,78 @@ describe('loadConfig: every key from every source', () => {
 });
 
 describe('loadConfig: precedence defaults < file < env < flags', () => {
-  const rows: Array<{ p: ConfigPath; file: unknown; env: string; flag: string[]; fromFile: unknown; fromEnv: unknown; fromFlag: unknown }> = [
-    { p: 'listen', file: '127.0.0.1:1', env: '127.0.0.1:2', flag: ['--listen', '127.0.0.1:3'], fromFile: hostPort('127.0.0.1:1'), fromEnv: hostPort('127.0.0.1:2'), fromFlag: hostPort('127.0.0.1:3') },
-    { p: 'connectTimeoutMs', file: 1000, env: '2s', flag: ['--connect-timeout', '3s'], fromFile: 1000, fromEnv: 2000, fromFlag: 3000 },
-    { p: 'maxMessageBytes', file: '1MiB', env: '2MiB', flag: ['--max-message-bytes', '3MiB'], fromFile: 2 ** 20, fromEnv: 2 * 2 ** 20, fromFlag: 3 * 2 ** 20 },
-    { p: 'limits.treeDepth', file: 10, env: '20', flag: ['--limits-tree-depth', '30'], fromFile: 10, fromEnv: 20, fromFlag: 30 },
-    { p: 'requireSigs', file: false, env: 'true', flag: ['--no-require-sigs'], fromFile: false, fromEnv: true, fromFlag: false },
-    { p: 'substituters', file: ['local'], env: 'daemon https://c.example', flag: ['--substituter', 'ssh://b', '--substituter', 'local'], fromFile: substituterUrls(['local']), fromEnv: substituterUrls(['daemon', 'https://c.example']), fromFlag: substituterUrls(['ssh://b', 'local']) },
-    { p: 'logLevel', file: 'warn', env: 'error', flag: ['--log-level', 'trace'], fromFile: 'warn', fromEnv: 'error', fromFlag: 'trace' },
+  const rows: Array<{
+    p: ConfigPath;
+    file: unknown;
+    env: string;
+    flag: string[];
+    fromFile: unknown;
+    fromEnv: unknown;
+    fromFlag: unknown;
+  }> = [
+    {
+      p: 'listen',
+      file: '127.0.0.1:1',
+      env: '127.0.0.1:2',
+      flag: ['--listen', '127.0.0.1:3'],
+      fromFile: hostPort('127.0.0.1:1'),
+      fromEnv: hostPort('127.0.0.1:2'),
+      fromFlag: hostPort('127.0.0.1:3'),
+    },
+    {
+      p: 'connectTimeoutMs',
+      file: 1000,
+      env: '2s',
+      flag: ['--connect-timeout', '3s'],
+      fromFile: 1000,
+      fromEnv: 2000,
+      fromFlag: 3000,
+    },
+    {
+      p: 'maxMessageBytes',
+      file: '1MiB',
+      env: '2MiB',
+      flag: ['--max-message-bytes', '3MiB'],
+      fromFile: 2 ** 20,
+      fromEnv: 2 * 2 ** 20,
+      fromFlag: 3 * 2 ** 20,
+    },
+    {
+      p: 'limits.treeDepth',
+      file: 10,
+      env: '20',
+      flag: ['--limits-tree-depth', '30'],
+      fromFile: 10,
+      fromEnv: 20,
+      fromFlag: 30,
+    },
+    {
+      p: 'requireSigs',
+      file: false,
+      env: 'true',
+      flag: ['--no-require-sigs'],
+      fromFile: false,
+      fromEnv: true,
+      fromFlag: false,
+    },
+    {
+      p: 'substituters',
+      file: ['local'],
+      env: 'daemon https://c.example',
+      flag: ['--substituter', 'ssh://b', '--substituter', 'local'],
+      fromFile: substituterUrls(['local']),
+      fromEnv: substituterUrls(['daemon', 'https://c.example']),
+      fromFlag: substituterUrls(['ssh://b', 'local']),
+    },
+    {
+      p: 'logLevel',
+      file: 'warn',
+      env: 'error',
+      flag: ['--log-level', 'trace'],
+      fromFile: 'warn',
+      fromEnv: 'error',
+      fromFlag: 'trace',
+    },
   ];
 
   it.each(rows)('$p', (row) => {
@@ -229,7 +300,16 @@ describe('loadConfig: config file', () => {
   it('reads nested YAML and records the file as the source', () => {
     const file = writeConfig(
       'nested.yaml',
-      ['listen: 127.0.0.1:7000', 'keepalive:', '  timeMs: 10s', 'limits:', '  treeDepth: 12', 'cache:', '  validityTtlMs: 2m', ''].join('\n'),
+      [
+        'listen: 127.0.0.1:7000',
+        'keepalive:',
+        '  timeMs: 10s',
+        'limits:',
+        '  treeDepth: 12',
+        'cache:',
+        '  validityTtlMs: 2m',
+        '',
+      ].join('\n'),
     );
     const loaded = load(['--config', file]);
     expect(loaded.config.keepalive).toEqual({ timeMs: 10_000, timeoutMs: DEFAULTS.keepalive.timeoutMs });
@@ -270,51 +350,183 @@ describe('loadConfig: each rule names the setting, the value and why', () => {
   const rows: Array<{ name: string; argv?: string[]; env?: Env; file?: string; expected: RegExp[] }> = [
     { name: 'unknown flag', argv: ['--lisen', 'x'], expected: [/unknown flag --lisen/] },
     { name: 'flag without value', argv: ['--listen'], expected: [/--listen needs a value/] },
-    { name: 'flag eating the next flag', argv: ['--listen', '--upstream=grpc://a:1'], expected: [/--listen needs a value but is followed by --upstream/] },
+    {
+      name: 'flag eating the next flag',
+      argv: ['--listen', '--upstream=grpc://a:1'],
+      expected: [/--listen needs a value but is followed by --upstream/],
+    },
     { name: 'boolean flag with a value', argv: ['--require-sigs=no'], expected: [/--require-sigs takes no value/] },
     { name: 'unknown command', argv: ['serv'], expected: [/unknown command "serv"/] },
     { name: 'stray argument', argv: ['serve', 'extra'], expected: [/unexpected argument "extra"/] },
-    { name: 'unknown variable', env: { NIX_REAPI_PROXY_LISTEN_ADDR: 'x' }, expected: [/NIX_REAPI_PROXY_LISTEN_ADDR: unknown variable/] },
-    { name: 'unknown file key with a hint', file: 'max_message_bytes: 1MiB\n', expected: [/max_message_bytes in .*: unknown key \(did you mean maxMessageBytes\?\)/] },
-    { name: 'file key of wrong type', file: 'listen: 8980\n', expected: [/listen in .*: 8980 must be a string, not a number/] },
+    {
+      name: 'unknown variable',
+      env: { NIX_REAPI_PROXY_LISTEN_ADDR: 'x' },
+      expected: [/NIX_REAPI_PROXY_LISTEN_ADDR: unknown variable/],
+    },
+    {
+      name: 'unknown file key with a hint',
+      file: 'max_message_bytes: 1MiB\n',
+      expected: [/max_message_bytes in .*: unknown key \(did you mean maxMessageBytes\?\)/],
+    },
+    {
+      name: 'file key of wrong type',
+      file: 'listen: 8980\n',
+      expected: [/listen in .*: 8980 must be a string, not a number/],
+    },
     { name: 'file group not a mapping', file: 'limits: 5\n', expected: [/limits in .*: must be a mapping/] },
-    { name: 'file list of wrong type', file: 'substituters: {a: 1}\n', expected: [/substituters in .*: must be a list of strings, not a mapping/] },
+    {
+      name: 'file list of wrong type',
+      file: 'substituters: {a: 1}\n',
+      expected: [/substituters in .*: must be a list of strings, not a mapping/],
+    },
     { name: 'file not a mapping', file: '- a\n- b\n', expected: [/must be a mapping of settings/] },
     { name: 'file syntax error', file: 'listen: [\n', expected: [/config file .*:/] },
-    { name: 'file missing', argv: ['--config', '/nonexistent/p.yaml'], expected: [/--config: cannot read config file \/nonexistent\/p.yaml: ENOENT/] },
-    { name: 'bad duration', argv: ['--connect-timeout', '5 sec'], expected: [/--connect-timeout: "5 sec" is not a duration/] },
-    { name: 'duration beyond timers', argv: ['--limits-prepare-timeout', '30d'], expected: [/--limits-prepare-timeout: "30d" must be at most/] },
-    { name: 'bad size', argv: ['--max-message-bytes', '4Mb8'], expected: [/--max-message-bytes: "4Mb8" is not a size/] },
-    { name: 'size too small', env: { NIX_REAPI_PROXY_MAX_MESSAGE_BYTES: '10' }, expected: [/NIX_REAPI_PROXY_MAX_MESSAGE_BYTES: "10" must be at least 1KiB/] },
-    { name: 'limit zero', argv: ['--limits-tree-depth', '0'], expected: [/--limits-tree-depth: "0" must be at least 1/] },
-    { name: 'limit negative', argv: ['--limits-concurrent-realisations=-2'], expected: [/--limits-concurrent-realisations: "-2" must be at least 1/] },
-    { name: 'limit not a number', file: 'limits:\n  treeNodes: lots\n', expected: [/limits.treeNodes in .*: "lots" must be a whole number/] },
+    {
+      name: 'file missing',
+      argv: ['--config', '/nonexistent/p.yaml'],
+      expected: [/--config: cannot read config file \/nonexistent\/p.yaml: ENOENT/],
+    },
+    {
+      name: 'bad duration',
+      argv: ['--connect-timeout', '5 sec'],
+      expected: [/--connect-timeout: "5 sec" is not a duration/],
+    },
+    {
+      name: 'duration beyond timers',
+      argv: ['--limits-prepare-timeout', '30d'],
+      expected: [/--limits-prepare-timeout: "30d" must be at most/],
+    },
+    {
+      name: 'bad size',
+      argv: ['--max-message-bytes', '4Mb8'],
+      expected: [/--max-message-bytes: "4Mb8" is not a size/],
+    },
+    {
+      name: 'size too small',
+      env: { NIX_REAPI_PROXY_MAX_MESSAGE_BYTES: '10' },
+      expected: [/NIX_REAPI_PROXY_MAX_MESSAGE_BYTES: "10" must be at least 1KiB/],
+    },
+    {
+      name: 'limit zero',
+      argv: ['--limits-tree-depth', '0'],
+      expected: [/--limits-tree-depth: "0" must be at least 1/],
+    },
+    {
+      name: 'limit negative',
+      argv: ['--limits-concurrent-realisations=-2'],
+      expected: [/--limits-concurrent-realisations: "-2" must be at least 1/],
+    },
+    {
+      name: 'limit not a number',
+      file: 'limits:\n  treeNodes: lots\n',
+      expected: [/limits.treeNodes in .*: "lots" must be a whole number/],
+    },
     { name: 'listen not host:port', argv: ['--listen', '8980'], expected: [/--listen: "8980" is not HOST:PORT/] },
-    { name: 'upstream scheme', argv: ['--upstream', 'http://a:80'], expected: [/--upstream: "http:\/\/a:80" is not grpc:\/\/HOST:PORT/] },
-    { name: 'upstream without port', env: { NIX_REAPI_PROXY_UPSTREAM: 'grpcs://a' }, expected: [/NIX_REAPI_PROXY_UPSTREAM: "grpcs:\/\/a" is not grpc/] },
-    { name: 'log level', argv: ['--log-level', 'verbose'], expected: [/--log-level: "verbose" must be one of trace, debug, info, warn, error, fatal, silent/] },
-    { name: 'substituter scheme', argv: ['--substituter', 'local', '--substituter', 'ftp://m/c'], expected: [/--substituter: item "ftp:\/\/m\/c" has unsupported scheme ftp/] },
-    { name: 'shared store form', argv: ['--shared-store', 'srv/store'], expected: [/--shared-store: "srv\/store" is not a store URL/] },
-    { name: 'trusted key form', env: { NIX_REAPI_PROXY_TRUSTED_PUBLIC_KEYS: 'nokey' }, expected: [/item "nokey" is not NAME:BASE64KEY/] },
-    { name: 'boolean env', env: { NIX_REAPI_PROXY_REQUIRE_SIGS: 'maybe' }, expected: [/NIX_REAPI_PROXY_REQUIRE_SIGS: "maybe" must be true or false/] },
-    { name: 'empty required value', env: { NIX_REAPI_PROXY_LISTEN: '' }, expected: [/NIX_REAPI_PROXY_LISTEN: "" must not be empty/] },
-    { name: 'tls cert without key', argv: ['--tls-cert', 'a.pem'], expected: [/--tls-cert is set but tls.key is not.*--tls-key, NIX_REAPI_PROXY_TLS_KEY or file key tls.key/] },
-    { name: 'tls key without cert', env: { NIX_REAPI_PROXY_TLS_KEY: 'a.pem' }, expected: [/NIX_REAPI_PROXY_TLS_KEY is set but tls.cert is not/] },
-    { name: 'client CA without TLS', argv: ['--tls-client-ca', 'a.pem'], expected: [/--tls-client-ca is set but tls.cert is not/] },
-    { name: 'upstream cert without key', argv: ['--upstream', 'grpcs://a:1', '--upstream-tls-cert', 'a.pem'], expected: [/--upstream-tls-cert is set but upstreamTls.key is not/] },
-    { name: 'upstream TLS on plaintext', argv: ['--upstream-tls-ca', 'a.pem'], expected: [/--upstream-tls-ca is set but upstream \(default\) is "grpc:\/\/127.0.0.1:8981", which is plaintext/] },
-    { name: 'TLS file missing', argv: ['--tls-cert', 'missing.pem', '--tls-key', 'a.pem'], expected: [/--tls-cert: file .*missing.pem does not exist/] },
-    { name: 'TLS file is a directory', argv: ['--upstream', 'grpcs://a:1', '--upstream-tls-ca', 'bin'], expected: [/--upstream-tls-ca: file .*bin is not a regular file/] },
-    { name: 'nix bin dir missing', argv: ['--nix-bin-dir', '/nonexistent/bin'], expected: [/--nix-bin-dir: directory \/nonexistent\/bin does not exist/] },
-    { name: 'visible-at relative', argv: ['--visible-at', 'mnt'], expected: [/--visible-at: "mnt" is not an absolute path/] },
-    { name: 'health flag on serve', argv: ['--address', '127.0.0.1:1'], expected: [/--address is a flag of the health command, not of serve/] },
-    { name: 'serve flag on health', argv: ['health', '--listen', '127.0.0.1:1'], expected: [/--listen is a flag of serve and prune, not of health/] },
+    {
+      name: 'upstream scheme',
+      argv: ['--upstream', 'http://a:80'],
+      expected: [/--upstream: "http:\/\/a:80" is not grpc:\/\/HOST:PORT/],
+    },
+    {
+      name: 'upstream without port',
+      env: { NIX_REAPI_PROXY_UPSTREAM: 'grpcs://a' },
+      expected: [/NIX_REAPI_PROXY_UPSTREAM: "grpcs:\/\/a" is not grpc/],
+    },
+    {
+      name: 'log level',
+      argv: ['--log-level', 'verbose'],
+      expected: [/--log-level: "verbose" must be one of trace, debug, info, warn, error, fatal, silent/],
+    },
+    {
+      name: 'substituter scheme',
+      argv: ['--substituter', 'local', '--substituter', 'ftp://m/c'],
+      expected: [/--substituter: item "ftp:\/\/m\/c" has unsupported scheme ftp/],
+    },
+    {
+      name: 'shared store form',
+      argv: ['--shared-store', 'srv/store'],
+      expected: [/--shared-store: "srv\/store" is not a store URL/],
+    },
+    {
+      name: 'trusted key form',
+      env: { NIX_REAPI_PROXY_TRUSTED_PUBLIC_KEYS: 'nokey' },
+      expected: [/item "nokey" is not NAME:BASE64KEY/],
+    },
+    {
+      name: 'boolean env',
+      env: { NIX_REAPI_PROXY_REQUIRE_SIGS: 'maybe' },
+      expected: [/NIX_REAPI_PROXY_REQUIRE_SIGS: "maybe" must be true or false/],
+    },
+    {
+      name: 'empty required value',
+      env: { NIX_REAPI_PROXY_LISTEN: '' },
+      expected: [/NIX_REAPI_PROXY_LISTEN: "" must not be empty/],
+    },
+    {
+      name: 'tls cert without key',
+      argv: ['--tls-cert', 'a.pem'],
+      expected: [/--tls-cert is set but tls.key is not.*--tls-key, NIX_REAPI_PROXY_TLS_KEY or file key tls.key/],
+    },
+    {
+      name: 'tls key without cert',
+      env: { NIX_REAPI_PROXY_TLS_KEY: 'a.pem' },
+      expected: [/NIX_REAPI_PROXY_TLS_KEY is set but tls.cert is not/],
+    },
+    {
+      name: 'client CA without TLS',
+      argv: ['--tls-client-ca', 'a.pem'],
+      expected: [/--tls-client-ca is set but tls.cert is not/],
+    },
+    {
+      name: 'upstream cert without key',
+      argv: ['--upstream', 'grpcs://a:1', '--upstream-tls-cert', 'a.pem'],
+      expected: [/--upstream-tls-cert is set but upstreamTls.key is not/],
+    },
+    {
+      name: 'upstream TLS on plaintext',
+      argv: ['--upstream-tls-ca', 'a.pem'],
+      expected: [/--upstream-tls-ca is set but upstream \(default\) is "grpc:\/\/127.0.0.1:8981", which is plaintext/],
+    },
+    {
+      name: 'TLS file missing',
+      argv: ['--tls-cert', 'missing.pem', '--tls-key', 'a.pem'],
+      expected: [/--tls-cert: file .*missing.pem does not exist/],
+    },
+    {
+      name: 'TLS file is a directory',
+      argv: ['--upstream', 'grpcs://a:1', '--upstream-tls-ca', 'bin'],
+      expected: [/--upstream-tls-ca: file .*bin is not a regular file/],
+    },
+    {
+      name: 'nix bin dir missing',
+      argv: ['--nix-bin-dir', '/nonexistent/bin'],
+      expected: [/--nix-bin-dir: directory \/nonexistent\/bin does not exist/],
+    },
+    {
+      name: 'visible-at relative',
+      argv: ['--visible-at', 'mnt'],
+      expected: [/--visible-at: "mnt" is not an absolute path/],
+    },
+    {
+      name: 'health flag on serve',
+      argv: ['--address', '127.0.0.1:1'],
+      expected: [/--address is a flag of the health command, not of serve/],
+    },
+    {
+      name: 'serve flag on health',
+      argv: ['health', '--listen', '127.0.0.1:1'],
+      expected: [/--listen is a flag of serve and prune, not of health/],
+    },
   ];
 
   it.each(rows)('$name', ({ argv = [], env = {}, file, expected }) => {
     const args = file ? ['--config', writeConfig('rule.yaml', file), ...argv] : argv;
     const problems = problemsOf(args, env);
-    for (const pattern of expected) expect(problems.some((p) => pattern.test(p)), `${pattern} in\n${problems.join('\n')}`).toBe(true);
+    for (const pattern of expected)
+      expect(
+        problems.some((p) => pattern.test(p)),
+        `${pattern} in\n${problems.join('\n')}`,
+      ).toBe(true);
     expect(problems).toHaveLength(expected.length);
   });
 });
@@ -325,7 +537,17 @@ describe('loadConfig: every bad key at once', () => {
     let error: ConfigError | undefined;
     try {
       load(
-        ['--config', file, '--connect-timeout', 'soon', '--substituter', 'gopher://x', '--frobnicate', '--tls-cert', 'a.pem'],
+        [
+          '--config',
+          file,
+          '--connect-timeout',
+          'soon',
+          '--substituter',
+          'gopher://x',
+          '--frobnicate',
+          '--tls-cert',
+          'a.pem',
+        ],
         { NIX_REAPI_PROXY_MAX_MESSAGE_BYTES: 'big', NIX_REAPI_PROXY_TYPO: '1' },
       );
     } catch (err) {
@@ -343,7 +565,11 @@ describe('loadConfig: every bad key at once', () => {
       'NIX_REAPI_PROXY_TYPO: unknown variable',
       '--tls-cert is set but tls.key is not',
     ];
-    for (const text of expected) expect(error!.problems.some((p) => p.includes(text)), text).toBe(true);
+    for (const text of expected)
+      expect(
+        error!.problems.some((p) => p.includes(text)),
+        text,
+      ).toBe(true);
     expect(error!.problems).toHaveLength(expected.length);
     for (const text of expected) expect(error!.message).toContain(text);
     expect(error!.message).toMatch(/^invalid configuration \(9 problems\)/);
@@ -351,11 +577,14 @@ describe('loadConfig: every bad key at once', () => {
 });
 
 describe('loadConfig: help and version', () => {
-  it.each([[['--help']], [['-h']], [['help']], [['health', '--help']], [['--bogus', '--help']]])('%j prints usage', (argv) => {
-    const loaded = load(argv, { NIX_REAPI_PROXY_BOGUS: 'x' });
-    expect(loaded.command).toBe('help');
-    expect(loaded.commandArgs).toEqual({ text: expect.stringContaining('Usage:') });
-  });
+  it.each([[['--help']], [['-h']], [['help']], [['health', '--help']], [['--bogus', '--help']]])(
+    '%j prints usage',
+    (argv) => {
+      const loaded = load(argv, { NIX_REAPI_PROXY_BOGUS: 'x' });
+      expect(loaded.command).toBe('help');
+      expect(loaded.commandArgs).toEqual({ text: expect.stringContaining('Usage:') });
+    },
+  );
 
   it.each([[['--version']], [['version']]])('%j prints the package version', (argv) => {
     const loaded = load(argv);
@@ -376,7 +605,21 @@ describe('loadConfig: health', () => {
   });
 
   it('takes --address, --timeout and TLS flags', () => {
-    const loaded = load(['health', '--address', 'proxy:443', '--timeout', '2s', '--ca', 'a.pem', '--cert', 'a.pem', '--key', 'b.pem', '--server-name', 'proxy.internal']);
+    const loaded = load([
+      'health',
+      '--address',
+      'proxy:443',
+      '--timeout',
+      '2s',
+      '--ca',
+      'a.pem',
+      '--cert',
+      'a.pem',
+      '--key',
+      'b.pem',
+      '--server-name',
+      'proxy.internal',
+    ]);
     expect(loaded.commandArgs).toEqual({
       address: 'proxy:443',
       timeoutMs: 2000,
@@ -385,11 +628,25 @@ describe('loadConfig: health', () => {
   });
 
   it('--tls alone turns TLS on with system roots', () => {
-    expect(load(['health', '--tls', '--address', 'p:1']).commandArgs).toEqual({ address: 'p:1', timeoutMs: 5000, tls: {} });
+    expect(load(['health', '--tls', '--address', 'p:1']).commandArgs).toEqual({
+      address: 'p:1',
+      timeoutMs: 5000,
+      tls: {},
+    });
   });
 
   it('reports every health problem', () => {
-    const problems = problemsOf(['health', '--address', 'nope', '--timeout', 'later', '--cert', 'a.pem', '--ca', 'missing.pem']);
+    const problems = problemsOf([
+      'health',
+      '--address',
+      'nope',
+      '--timeout',
+      'later',
+      '--cert',
+      'a.pem',
+      '--ca',
+      'missing.pem',
+    ]);
     expect(problems).toEqual([
       expect.stringContaining('--address: "nope" is not HOST:PORT'),
       expect.stringContaining('--timeout: "later" is not a duration'),
@@ -409,8 +666,14 @@ describe('loadConfig: store settings are refused here, not when the store side s
   it.each([
     [['--shared-store', 'relative/dir'], '--shared-store: "relative/dir" is not a store URL'],
     [['--shared-store', 'file:///cache'], '--shared-store: "file:///cache" file stores are binary caches'],
-    [['--substituter', 'local', '--substituter', 'ftp://x'], '--substituter: item "ftp://x" has unsupported scheme ftp'],
-    [['--substituter', 'file:///x?foo=bar'], '--substituter: item "file:///x?foo=bar" has setting foo, which file stores do not take'],
+    [
+      ['--substituter', 'local', '--substituter', 'ftp://x'],
+      '--substituter: item "ftp://x" has unsupported scheme ftp',
+    ],
+    [
+      ['--substituter', 'file:///x?foo=bar'],
+      '--substituter: item "file:///x?foo=bar" has setting foo, which file stores do not take',
+    ],
     [['--trusted-public-key', 'no key'], '--trusted-public-key: item "no key" is not NAME:BASE64KEY'],
     [['--trusted-public-key', 'a:b:c='], '--trusted-public-key: item "a:b:c=" is not NAME:BASE64KEY'],
     [['--visible-at', 'mnt/store'], '--visible-at: "mnt/store" is not an absolute path'],
@@ -421,7 +684,14 @@ describe('loadConfig: store settings are refused here, not when the store side s
   });
 
   it('hands the store side parsed store URLs', () => {
-    const { config } = load(['--shared-store', '/srv/s', '--substituter', 'file:///c?priority=10', '--substituter', 'ssh-ng://u@b']);
+    const { config } = load([
+      '--shared-store',
+      '/srv/s',
+      '--substituter',
+      'file:///c?priority=10',
+      '--substituter',
+      'ssh-ng://u@b',
+    ]);
     expect(config.sharedStore).toMatchObject({ kind: 'chroot', url: '/srv/s', localDir: '/srv/s' });
     expect(config.substituters).toMatchObject([
       { kind: 'file', localDir: '/c', params: { priority: '10' } },
@@ -441,12 +711,19 @@ describe('loadConfig: prune', () => {
 
   it('takes the shared store from the environment', () => {
     const loaded = load(['prune', '--unused-for', '1h'], { NIX_REAPI_PROXY_SHARED_STORE: 'daemon' });
-    expect(loaded.commandArgs).toEqual({ sharedStore: sharedStoreUrl('daemon'), unusedForMs: 3_600_000, dryRun: false, gc: false });
+    expect(loaded.commandArgs).toEqual({
+      sharedStore: sharedStoreUrl('daemon'),
+      unusedForMs: 3_600_000,
+      dryRun: false,
+      gc: false,
+    });
   });
 
   it('needs both a shared store and --unused-for', () => {
     expect(problemsOf(['prune'])).toEqual([
-      expect.stringContaining('prune needs the shared store to prune: set --shared-store, NIX_REAPI_PROXY_SHARED_STORE'),
+      expect.stringContaining(
+        'prune needs the shared store to prune: set --shared-store, NIX_REAPI_PROXY_SHARED_STORE',
+      ),
       expect.stringContaining('prune needs --unused-for DURATION'),
     ]);
   });
@@ -459,11 +736,15 @@ describe('loadConfig: prune', () => {
   });
 
   it('takes --unused-for 0s: every root no running action holds', () => {
-    expect(load(['prune', '--shared-store', '/srv/s', '--unused-for', '0s']).commandArgs).toMatchObject({ unusedForMs: 0 });
+    expect(load(['prune', '--shared-store', '/srv/s', '--unused-for', '0s']).commandArgs).toMatchObject({
+      unusedForMs: 0,
+    });
   });
 
   it('prune flags are refused on serve', () => {
-    expect(problemsOf(['--dry-run'])).toEqual([expect.stringContaining('--dry-run is a flag of the prune command, not of serve')]);
+    expect(problemsOf(['--dry-run'])).toEqual([
+      expect.stringContaining('--dry-run is a flag of the prune command, not of serve'),
+    ]);
   });
 });
 

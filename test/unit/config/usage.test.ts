@@ -34,13 +34,17 @@ describe('--help', () => {
 
   it('documents the config-file variable, the subcommands and the value syntax', () => {
     expect(entry('config')).toContain(`env: ${CONFIG_FILE_ENV}`);
-    for (const word of ['health', 'prune', '--version', '250ms', '4MiB', 'commas or whitespace']) expect(help).toContain(word);
+    for (const word of ['health', 'prune', '--version', '250ms', '4MiB', 'commas or whitespace'])
+      expect(help).toContain(word);
   });
 
   it('documents exactly the flags the parser accepts', () => {
     const documented = new Set([...help.matchAll(/--([a-z][a-z-]*)/g)].map((m) => m[1]));
     const parsed = new Set(knownFlagNames());
-    const all = new Set([...CONFIG_KEYS.map((k) => k.flag), ...[...GLOBAL_FLAGS, ...HEALTH_FLAGS, ...PRUNE_FLAGS].map((f) => f.name)]);
+    const all = new Set([
+      ...CONFIG_KEYS.map((k) => k.flag),
+      ...[...GLOBAL_FLAGS, ...HEALTH_FLAGS, ...PRUNE_FLAGS].map((f) => f.name),
+    ]);
     for (const flag of all) expect(parsed.has(flag), flag).toBe(true);
     for (const flag of documented) expect(parsed.has(flag!), `--${flag} is documented but not parsed`).toBe(true);
   });

@@ -1,10 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  checkAbsolutePath,
-  checkListenAddress,
-  checkUpstreamUrl,
-  redactUrl,
-} from '../../../src/config/value-checks';
+import { checkAbsolutePath, checkListenAddress, checkUpstreamUrl, redactUrl } from '../../../src/config/value-checks';
 import { parseSharedStoreUrl, parseSubstituterUrl } from '../../../src/store/store-url';
 
 // Store URLs are parsed by src/store/store-url.ts alone; these rows check the config accepts and refuses the same.

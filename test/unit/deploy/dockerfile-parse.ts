@@ -67,12 +67,14 @@ export function parseDockerfile(file: string): { stages: Stage[]; globalArgs: Re
 export function execForm(ins: Instruction): string[] {
   const json = ins.args.replace(/^(--\S+\s+)*(CMD\s+)?/, '');
   const parsed: unknown = JSON.parse(json);
-  if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string')) throw new Error(`line ${ins.line}: not exec form`);
+  if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string'))
+    throw new Error(`line ${ins.line}: not exec form`);
   return parsed;
 }
 
 export function only(stage: Stage, keyword: string): Instruction {
   const found = stage.instructions.filter((i) => i.keyword === keyword);
-  if (found.length !== 1) throw new Error(`expected one ${keyword} in stage ${stage.name ?? stage.image}, found ${found.length}`);
+  if (found.length !== 1)
+    throw new Error(`expected one ${keyword} in stage ${stage.name ?? stage.image}, found ${found.length}`);
   return found[0]!;
 }

@@ -15,7 +15,10 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
 const { stages } = parseDockerfile(path.join(ROOT, 'Dockerfile'));
 const build = stages.find((s) => s.name === 'build')!;
 const runtime = stages.at(-1)!;
-const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; engines: { node: string } };
+const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+  bin: Record<string, string>;
+  engines: { node: string };
+};
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'dockerfile-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -29,7 +32,13 @@ function includedByDockerignore(rel: string): boolean {
   for (const rule of rules) {
     const negate = rule.startsWith('!');
     const pattern = negate ? rule.slice(1) : rule;
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\u0000/g, '.*')}$`);
+    const re = new RegExp(
+      `^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*\*/g, '\u0000')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\u0000/g, '.*')}$`,
+    );
     if (re.test(rel)) included = negate;
   }
   return included;
@@ -45,7 +54,10 @@ describe('Dockerfile', () => {
   });
 
   it('installs the Nix client and ssh for ssh-ng stores from Debian in the runtime stage', () => {
-    const apt = runtime.instructions.filter((i) => i.keyword === 'RUN' && i.args.includes('apt-get install')).map((i) => i.args).join(' ');
+    const apt = runtime.instructions
+      .filter((i) => i.keyword === 'RUN' && i.args.includes('apt-get install'))
+      .map((i) => i.args)
+      .join(' ');
     expect(apt).toMatch(/\bnix-bin\b/);
     expect(apt).toMatch(/\bopenssh-client\b/);
     expect(apt).toMatch(/--no-install-recommends/);
@@ -79,11 +91,17 @@ describe('Dockerfile', () => {
     const [uid, gid] = only(runtime, 'USER').args.split(':');
     expect(Number(uid)).toBeGreaterThan(0);
     expect(Number(gid)).toBeGreaterThan(0);
-    expect(runtime.instructions.find((i) => i.keyword === 'RUN' && i.args.includes('useradd'))!.args).toContain(`--uid ${uid}`);
+    expect(runtime.instructions.find((i) => i.keyword === 'RUN' && i.args.includes('useradd'))!.args).toContain(
+      `--uid ${uid}`,
+    );
   });
 
   it('exposes exactly the ports of its default config', () => {
-    const config = loadConfig({ argv: ['--config', path.join(ROOT, 'deploy', 'docker', 'config.yaml')], env: {}, cwd: tmp }).config;
+    const config = loadConfig({
+      argv: ['--config', path.join(ROOT, 'deploy', 'docker', 'config.yaml')],
+      env: {},
+      cwd: tmp,
+    }).config;
     const ports = only(runtime, 'EXPOSE').args.split(/\s+/).map(Number);
     expect(ports).toEqual([config.listen.port, config.metricsListen!.port]);
     expect(config.listen.host).toBe('0.0.0.0');

@@ -31,7 +31,8 @@ import { formatHostPort } from '../../../src/config/value-checks';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const K8S = path.join(ROOT, 'deploy', 'kubernetes');
-const PACKAGE_VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const PACKAGE_VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string })
+  .version;
 const DEPLOYMENT_DOC = readFileSync(path.join(ROOT, 'docs', 'deployment.md'), 'utf8');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'k8s-manifests-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -39,8 +40,22 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const proxyImage = parseDockerfile(path.join(ROOT, 'Dockerfile')).stages.at(-1)!;
 
 const OVERLAYS = {
-  buildbarn: { upstream: 'grpc://frontend:8980', namespace: 'buildbarn', fixture: 'buildbarn-worker.yaml', runner: 'runner', workers: ['worker-ubuntu24-04'], others: ['frontend'] },
-  nativelink: { upstream: 'grpc://nativelink:50051', namespace: undefined, fixture: 'nativelink-worker.yaml', runner: 'nativelink-worker', workers: ['nativelink-worker-lre-cc'], others: ['nativelink'] },
+  buildbarn: {
+    upstream: 'grpc://frontend:8980',
+    namespace: 'buildbarn',
+    fixture: 'buildbarn-worker.yaml',
+    runner: 'runner',
+    workers: ['worker-ubuntu24-04'],
+    others: ['frontend'],
+  },
+  nativelink: {
+    upstream: 'grpc://nativelink:50051',
+    namespace: undefined,
+    fixture: 'nativelink-worker.yaml',
+    runner: 'nativelink-worker',
+    workers: ['nativelink-worker-lre-cc'],
+    others: ['nativelink'],
+  },
 } as const;
 type OverlayName = keyof typeof OVERLAYS;
 
@@ -62,12 +77,16 @@ function proxyConfig(r: Rendered): Config {
 
 const port = (hostPort: string) => Number(hostPort.split(':').pop());
 const proxyDeployment = (r: Rendered) => find(r.resources, 'Deployment', 'nix-reapi-proxy');
-const proxyContainer = (r: Rendered) => proxyDeployment(r).spec.template.spec.containers.find((c: Manifest) => c.name === 'proxy');
-const frontContainer = (r: Rendered) => proxyDeployment(r).spec.template.spec.containers.find((c: Manifest) => c.name === 'front');
+const proxyContainer = (r: Rendered) =>
+  proxyDeployment(r).spec.template.spec.containers.find((c: Manifest) => c.name === 'proxy');
+const frontContainer = (r: Rendered) =>
+  proxyDeployment(r).spec.template.spec.containers.find((c: Manifest) => c.name === 'front');
 const envOf = (c: Manifest, name: string) => c.env.find((e: Manifest) => e.name === name);
 const storeSet = (r: Rendered) => find(r.resources, 'StatefulSet', 'nix-store');
-const storeContainer = (r: Rendered, name: string) => storeSet(r).spec.template.spec.containers.find((c: Manifest) => c.name === name);
-const mountOf = (container: Manifest, mountPath: string) => (container.volumeMounts ?? []).find((m: Manifest) => m.mountPath === mountPath);
+const storeContainer = (r: Rendered, name: string) =>
+  storeSet(r).spec.template.spec.containers.find((c: Manifest) => c.name === name);
+const mountOf = (container: Manifest, mountPath: string) =>
+  (container.volumeMounts ?? []).find((m: Manifest) => m.mountPath === mountPath);
 const volumeOf = (spec: Manifest, name: string) => (spec.volumes ?? []).find((v: Manifest) => v.name === name);
 const containerPort = (c: Manifest, name: string) => c.ports.find((p: Manifest) => p.name === name)?.containerPort;
 
@@ -86,7 +105,13 @@ describe('deploy/kubernetes files', () => {
 
   it('has the base and both overlays', () => {
     const rel = files.map((f) => path.relative(K8S, f));
-    expect(rel).toEqual(expect.arrayContaining(['base/kustomization.yaml', 'buildbarn/kustomization.yaml', 'nativelink/kustomization.yaml']));
+    expect(rel).toEqual(
+      expect.arrayContaining([
+        'base/kustomization.yaml',
+        'buildbarn/kustomization.yaml',
+        'nativelink/kustomization.yaml',
+      ]),
+    );
   });
 
   it.each(files.map((f) => [path.relative(ROOT, f), f]))('%s parses as Kubernetes objects', (_rel, file) => {
@@ -148,7 +173,9 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     expect(service.spec.ports.map((p: Manifest) => p.targetPort).sort()).toEqual(['grpc', 'metrics']);
     expect(service.spec.selector).toEqual(proxyDeployment(r()).spec.template.metadata.labels);
     const exposed = only(proxyImage, 'EXPOSE').args.split(/\s+/).map(Number);
-    expect(exposed).toEqual(expect.arrayContaining([containerPort(front, 'grpc'), port(formatHostPort(config.metricsListen!))]));
+    expect(exposed).toEqual(
+      expect.arrayContaining([containerPort(front, 'grpc'), port(formatHostPort(config.metricsListen!))]),
+    );
     const annotations = proxyDeployment(r()).spec.template.metadata.annotations;
     expect(Number(annotations['prometheus.io/port'])).toBe(port(formatHostPort(config.metricsListen!)));
   });
@@ -156,7 +183,8 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
   it('probes the proxy with gRPC health checks on its listen port', () => {
     const config = proxyConfig(r());
     const c = proxyContainer(r());
-    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) expect(c[probe]?.grpc?.port).toBe(port(formatHostPort(config.listen)));
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'])
+      expect(c[probe]?.grpc?.port).toBe(port(formatHostPort(config.listen)));
   });
 
   it('probes every store server container', () => {
@@ -172,7 +200,11 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const [uid, gid] = only(proxyImage, 'USER').args.split(':').map(Number);
     expect(uid).toBeGreaterThan(0);
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: uid, runAsGroup: gid });
-    expect(proxyContainer(r()).securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(proxyContainer(r()).securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
     expect(pod.automountServiceAccountToken).toBe(false);
   });
 
@@ -196,23 +228,40 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     expect(front.image).toBe(proxyContainer(r()).image);
     const [program, , , cfg] = front.command as string[];
     expect(program).toBe('haproxy');
-    expect(proxyImage.instructions.some((i) => i.keyword === 'RUN' && /apt-get install[^&]*\bhaproxy\b/.test(i.args))).toBe(true);
-    expect(proxyImage.instructions.some((i) => i.keyword === 'COPY' && i.args === `deploy/front/haproxy.cfg ${cfg}`)).toBe(true);
+    expect(
+      proxyImage.instructions.some((i) => i.keyword === 'RUN' && /apt-get install[^&]*\bhaproxy\b/.test(i.args)),
+    ).toBe(true);
+    expect(
+      proxyImage.instructions.some((i) => i.keyword === 'COPY' && i.args === `deploy/front/haproxy.cfg ${cfg}`),
+    ).toBe(true);
     const cluster = envOf(front, 'CLUSTER_ADDR').valueFrom.configMapKeyRef;
     expect(cluster.name).toBe('nix-reapi-proxy-config');
     const address = find(r().resources, 'ConfigMap', cluster.name).data[cluster.key];
     expect(`grpc://${address}`).toBe(config.upstream.url);
-    expect(front.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(front.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
   });
 
-  it.skipIf(!spawnSync('sh', ['-c', 'command -v haproxy']).stdout.length)('gives HAProxy a config it accepts with the pod environment', () => {
-    const front = frontContainer(r());
-    const env: Record<string, string> = { PATH: process.env.PATH! };
-    for (const e of front.env) env[e.name] = e.value ?? find(r().resources, 'ConfigMap', e.valueFrom.configMapKeyRef.name).data[e.valueFrom.configMapKeyRef.key];
-    const check = spawnSync('haproxy', ['-c', '-f', path.join(ROOT, 'deploy', 'front', 'haproxy.cfg')], { env, encoding: 'utf8' });
-    expect(check.stdout + check.stderr).toContain('Configuration file is valid');
-    expect(check.status).toBe(0);
-  });
+  it.skipIf(!spawnSync('sh', ['-c', 'command -v haproxy']).stdout.length)(
+    'gives HAProxy a config it accepts with the pod environment',
+    () => {
+      const front = frontContainer(r());
+      const env: Record<string, string> = { PATH: process.env.PATH! };
+      for (const e of front.env)
+        env[e.name] =
+          e.value ??
+          find(r().resources, 'ConfigMap', e.valueFrom.configMapKeyRef.name).data[e.valueFrom.configMapKeyRef.key];
+      const check = spawnSync('haproxy', ['-c', '-f', path.join(ROOT, 'deploy', 'front', 'haproxy.cfg')], {
+        env,
+        encoding: 'utf8',
+      });
+      expect(check.stdout + check.stderr).toContain('Configuration file is valid');
+      expect(check.status).toBe(0);
+    },
+  );
 
   it("keeps GC roots on: gcRootsDir is the store server's gcroots/nix-reapi-proxy, exported read-write to the proxy", () => {
     const config = proxyConfig(r());
@@ -220,7 +269,9 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     expect(parsed.ok).toBe(true);
     // Without gcRootsDir an ssh-ng store has roots off; the shipped config turns them on.
     expect(rootLocation((parsed as { store: Parameters<typeof rootLocation>[0] }).store).on).toBe(false);
-    expect(rootLocation((parsed as { store: Parameters<typeof rootLocation>[0] }).store, config.gcRootsDir).on).toBe(true);
+    expect(rootLocation((parsed as { store: Parameters<typeof rootLocation>[0] }).store, config.gcRootsDir).on).toBe(
+      true,
+    );
     const pod = proxyDeployment(r()).spec.template.spec;
     const mount = mountOf(proxyContainer(r()), config.gcRootsDir!);
     expect(mount.readOnly).not.toBe(true);
@@ -234,13 +285,20 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const exports = [...ganesha.matchAll(/(?:^|\n)EXPORT \{([\s\S]*?)\n\}/g)].map((m) => m[1]!);
     const rw = exports.find((e) => e.includes(`Pseudo = ${pv.spec.nfs.path};`))!;
     expect(rw).toMatch(/Access_Type = RW;/);
-    const storeSide = rootLocation({ kind: 'daemon', url: 'daemon', params: {} } as unknown as Parameters<typeof rootLocation>[0]);
+    const storeSide = rootLocation({ kind: 'daemon', url: 'daemon', params: {} } as unknown as Parameters<
+      typeof rootLocation
+    >[0]);
     expect(storeSide.on && rw.includes(`Path = ${storeSide.dir};`)).toBe(true);
     expect(rw).toContain(`Anonymous_Uid = ${pod.securityContext.runAsUser};`);
     // The NFS server may write there (and only there); an init container makes it, owned by that uid.
-    expect(mountOf(storeContainer(r(), 'nfs'), storeSide.on ? storeSide.dir : '')).toMatchObject({ name: 'nix', subPath: 'var/nix/gcroots/nix-reapi-proxy' });
+    expect(mountOf(storeContainer(r(), 'nfs'), storeSide.on ? storeSide.dir : '')).toMatchObject({
+      name: 'nix',
+      subPath: 'var/nix/gcroots/nix-reapi-proxy',
+    });
     const init = storeSet(r()).spec.template.spec.initContainers.find((c: Manifest) => c.name === 'init-gcroots');
-    expect(init.command).toEqual(expect.arrayContaining(['-o', String(pod.securityContext.runAsUser), storeSide.on ? storeSide.dir : '']));
+    expect(init.command).toEqual(
+      expect.arrayContaining(['-o', String(pod.securityContext.runAsUser), storeSide.on ? storeSide.dir : '']),
+    );
   });
 
   it('collects garbage on the store server on a timer, pruning with the retention the proxies use', () => {
@@ -254,7 +312,10 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     expect(gc.args).toContain('--gc');
     expect(loaded.config.sharedStore?.url).toBe('daemon');
     const unusedFor = gc.args[gc.args.indexOf('--unused-for') + 1];
-    expect(loadConfig({ argv: ['--upstream', 'grpc://x:1', '--root-retention', unusedFor], env: {}, cwd: tmp }).config.rootRetentionMs).toBe(config.rootRetentionMs);
+    expect(
+      loadConfig({ argv: ['--upstream', 'grpc://x:1', '--root-retention', unusedFor], env: {}, cwd: tmp }).config
+        .rootRetentionMs,
+    ).toBe(config.rootRetentionMs);
     expect(mountOf(gc, '/nix').readOnly).not.toBe(true);
     expect(envOf(gc, 'GC_EVERY').value).toMatch(/^\d+[smhd]$/);
   });
@@ -320,7 +381,11 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     expect(pv.spec.nfs).toEqual({ server: service.spec.clusterIP, path: '/nix/store', readOnly: true });
     expect(pv.spec.mountOptions).toEqual(expect.arrayContaining(['ro', 'lookupcache=positive']));
     expect(pv.spec.accessModes).toEqual(['ReadOnlyMany']);
-    expect(pvc.spec).toMatchObject({ volumeName: pv.metadata.name, accessModes: ['ReadOnlyMany'], storageClassName: '' });
+    expect(pvc.spec).toMatchObject({
+      volumeName: pv.metadata.name,
+      accessModes: ['ReadOnlyMany'],
+      storageClassName: '',
+    });
     expect(service.spec.ports.find((p: Manifest) => p.port === 2049).targetPort).toBe('nfs');
     expect(containerPort(storeContainer(r(), 'nfs'), 'nfs')).toBe(2049);
 
@@ -338,7 +403,10 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const config = proxyConfig(r());
     const mount = mountOf(proxyContainer(r()), config.visibleAt!);
     expect(mount.readOnly).toBe(true);
-    expect(volumeOf(proxyDeployment(r()).spec.template.spec, mount.name).persistentVolumeClaim).toEqual({ claimName: 'nix-store-nfs', readOnly: true });
+    expect(volumeOf(proxyDeployment(r()).spec.template.spec, mount.name).persistentVolumeClaim).toEqual({
+      claimName: 'nix-store-nfs',
+      readOnly: true,
+    });
   });
 
   it('mounts the export read-only at /nix/store in the container that runs actions, on every worker', () => {
@@ -346,7 +414,9 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
     const patchEntry = k.patches.find((p: Manifest) => p.path === 'worker-nix-store.yaml');
     const patch = parseYamlDocuments(path.join(K8S, overlay, patchEntry.path))[0]!;
     const upstream = parseYamlDocuments(path.join(__dirname, 'fixtures', expected.fixture));
-    const patched = upstream.map((d) => (matchesTarget(d, patchEntry.target) ? strategicMerge(d, { ...patch, metadata: d.metadata }) : d));
+    const patched = upstream.map((d) =>
+      matchesTarget(d, patchEntry.target) ? strategicMerge(d, { ...patch, metadata: d.metadata }) : d,
+    );
 
     for (const name of expected.workers) {
       const spec = find(patched, 'Deployment', name).spec.template.spec;
@@ -354,20 +424,29 @@ describe.each(['buildbarn', 'nativelink'] as const)('the %s overlay', (overlay) 
       const runner = spec.containers.find((c: Manifest) => c.name === expected.runner);
       const mount = mountOf(runner, '/nix/store');
       expect(mount).toMatchObject({ readOnly: true });
-      expect(volumeOf(spec, mount.name).persistentVolumeClaim).toEqual({ claimName: find(render(overlay).resources, 'PersistentVolumeClaim', 'nix-store-nfs').metadata.name, readOnly: true });
+      expect(volumeOf(spec, mount.name).persistentVolumeClaim).toEqual({
+        claimName: find(render(overlay).resources, 'PersistentVolumeClaim', 'nix-store-nfs').metadata.name,
+        readOnly: true,
+      });
       // Nothing upstream had is lost or changed.
-      expect(runner.volumeMounts.slice(0, -1)).toEqual(original.containers.find((c: Manifest) => c.name === expected.runner).volumeMounts);
+      expect(runner.volumeMounts.slice(0, -1)).toEqual(
+        original.containers.find((c: Manifest) => c.name === expected.runner).volumeMounts,
+      );
       expect(spec.volumes.slice(0, -1)).toEqual(original.volumes);
       expect(spec.containers.map((c: Manifest) => c.name)).toEqual(original.containers.map((c: Manifest) => c.name));
-      for (const other of spec.containers.filter((c: Manifest) => c.name !== expected.runner)) expect(mountOf(other, '/nix/store')).toBeUndefined();
+      for (const other of spec.containers.filter((c: Manifest) => c.name !== expected.runner))
+        expect(mountOf(other, '/nix/store')).toBeUndefined();
     }
-    for (const name of expected.others) expect(find(patched, 'Deployment', name)).toEqual(find(upstream, 'Deployment', name));
+    for (const name of expected.others)
+      expect(find(patched, 'Deployment', name)).toEqual(find(upstream, 'Deployment', name));
   });
 });
 
 describe('the buildbarn overlay', () => {
   it("brings in bb-deployments' manifests, whose frontend it fronts", () => {
-    expect(render('buildbarn').remote).toEqual([expect.stringMatching(/^https:\/\/github\.com\/buildbarn\/bb-deployments\/\/kubernetes\?ref=/)]);
+    expect(render('buildbarn').remote).toEqual([
+      expect.stringMatching(/^https:\/\/github\.com\/buildbarn\/bb-deployments\/\/kubernetes\?ref=/),
+    ]);
     expect(proxyConfig(render('buildbarn')).maxMessageBytes).toBe(2 * 1024 * 1024);
   });
 });
@@ -387,7 +466,11 @@ describe('the base', () => {
     expect(storeImage.image).toBe('debian:bookworm-slim');
     const apt = storeImage.instructions.find((i) => i.keyword === 'RUN' && i.args.includes('apt-get install'))!.args;
     const programs: Record<string, string> = {
-      'nix-store': 'nix-bin', 'nix-daemon': 'nix-bin', nix: 'nix-bin', '/usr/sbin/sshd': 'openssh-server', 'ganesha.nfsd': 'nfs-ganesha',
+      'nix-store': 'nix-bin',
+      'nix-daemon': 'nix-bin',
+      nix: 'nix-bin',
+      '/usr/sbin/sshd': 'openssh-server',
+      'ganesha.nfsd': 'nfs-ganesha',
     };
     expect(apt).toContain('nfs-ganesha-vfs');
     for (const { spec } of podSpecs(render('base').resources).filter(({ owner }) => owner.kind === 'StatefulSet')) {
@@ -405,8 +488,7 @@ describe('the base', () => {
   });
 
   it('keeps the config files of the overlays in step with the base apart from the backend', () => {
-    const strip = (text: string) =>
-      YAML.parse(text, { version: '1.1' }) as Record<string, unknown>;
+    const strip = (text: string) => YAML.parse(text, { version: '1.1' }) as Record<string, unknown>;
     const base = strip(find(render('base').resources, 'ConfigMap', 'nix-reapi-proxy-config').data['config.yaml']);
     for (const overlay of ['buildbarn', 'nativelink'] as const) {
       const own = strip(find(render(overlay).resources, 'ConfigMap', 'nix-reapi-proxy-config').data['config.yaml']);

@@ -22,7 +22,14 @@ export interface Rendered {
 }
 
 const ALLOWED_KEYS = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'patches', 'images']);
-const CLUSTER_SCOPED = new Set(['Namespace', 'PersistentVolume', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'CustomResourceDefinition']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'PersistentVolume',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'StorageClass',
+  'CustomResourceDefinition',
+]);
 
 /** Merge keys of the strategic-merge lists our patches touch; other lists are replaced. */
 const MERGE_KEYS: Record<string, string> = {
@@ -53,7 +60,8 @@ export function renderKustomization(dir: string): Rendered {
   const file = path.join(dir, 'kustomization.yaml');
   const [k] = parseYamlDocuments(file);
   if (!k || k.kind !== 'Kustomization') throw new Error(`${file}: not a Kustomization`);
-  for (const key of Object.keys(k)) if (!ALLOWED_KEYS.has(key)) throw new Error(`${file}: '${key}' is not supported by this renderer`);
+  for (const key of Object.keys(k))
+    if (!ALLOWED_KEYS.has(key)) throw new Error(`${file}: '${key}' is not supported by this renderer`);
 
   const resources: Manifest[] = [];
   const remote: string[] = [];
@@ -77,8 +85,11 @@ export function renderKustomization(dir: string): Rendered {
     const docs = parseYamlDocuments(path.resolve(dir, p.path));
     if (docs.length !== 1) throw new Error(`${p.path}: a patch file must hold one document`);
     const patch = docs[0]!;
-    const matches = p.target ? resources.filter((r) => matchesTarget(r, p.target!)) : resources.filter((r) => sameId(r, patch));
-    if (!p.target && matches.length !== 1) throw new Error(`${p.path}: patch matches ${matches.length} resources by name`);
+    const matches = p.target
+      ? resources.filter((r) => matchesTarget(r, p.target!))
+      : resources.filter((r) => sameId(r, patch));
+    if (!p.target && matches.length !== 1)
+      throw new Error(`${p.path}: patch matches ${matches.length} resources by name`);
     for (const r of matches) {
       const merged = strategicMerge(r, { ...patch, metadata: { ...patch.metadata, name: r.metadata.name } });
       resources[resources.indexOf(r)] = merged;
@@ -163,7 +174,8 @@ export function allContainers(resources: Manifest[]): Manifest[] {
 
 export function find(resources: Manifest[], kind: string, name: string): Manifest {
   const r = resources.find((x) => x.kind === kind && x.metadata?.name === name);
-  if (!r) throw new Error(`no ${kind} ${name} among ${resources.map((x) => `${x.kind}/${x.metadata?.name}`).join(', ')}`);
+  if (!r)
+    throw new Error(`no ${kind} ${name} among ${resources.map((x) => `${x.kind}/${x.metadata?.name}`).join(', ')}`);
   return r;
 }
 

@@ -50,7 +50,12 @@ describe('collectActionReferences', () => {
       [[P.clang, 'argument 0']],
     ],
     ['lookalikes are not paths', {}, { arguments: ['/nix/store/abc-short', '/gnu/store/x'] }, []],
-    ['null fields from protobufjs', {}, { arguments: null, environmentVariables: null, workingDirectory: null, platform: null }, []],
+    [
+      'null fields from protobufjs',
+      {},
+      { arguments: null, environmentVariables: null, workingDirectory: null, platform: null },
+      [],
+    ],
   ])('%s', (_name, action, command, expected) => {
     const into: References = new Map();
     collectActionReferences(action, command, into, 100);

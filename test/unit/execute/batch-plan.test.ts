@@ -27,7 +27,11 @@ describe('planBatches', () => {
   });
 
   it('caps the number of digests per batch', () => {
-    const plan = planBatches(Array.from({ length: 25 }, (_, i) => d(i, 1)), 1_000_000, 10);
+    const plan = planBatches(
+      Array.from({ length: 25 }, (_, i) => d(i, 1)),
+      1_000_000,
+      10,
+    );
     expect(plan.batches.map((b) => b.length)).toEqual([10, 10, 5]);
   });
 });

@@ -8,7 +8,11 @@ import { sha256Digest } from './fixtures';
 
 const ACTION = sha256Digest(Buffer.from('action'));
 
-function entry(name = 'operations/nix-reapi-proxy/1', graceMs = 60_000, onAbandoned: (e: ExecutionEntry) => void = () => undefined) {
+function entry(
+  name = 'operations/nix-reapi-proxy/1',
+  graceMs = 60_000,
+  onAbandoned: (e: ExecutionEntry) => void = () => undefined,
+) {
   return new ExecutionEntry(name, ACTION, encodeFrame(Buffer.from('request')), graceMs, onAbandoned);
 }
 

@@ -39,9 +39,11 @@ function decodeStatus(bytes: Uint8Array): StatusObj {
 function violationsOf(status: StatusObj) {
   expect(status.details).toHaveLength(1);
   expect(status.details[0]!.type_url).toBe(PRECONDITION_FAILURE_URL);
-  return (T.PreconditionFailure.toObject(T.PreconditionFailure.decode(status.details[0]!.value)) as {
-    violations: Array<{ type: string; subject: string; description: string }>;
-  }).violations;
+  return (
+    T.PreconditionFailure.toObject(T.PreconditionFailure.decode(status.details[0]!.value)) as {
+      violations: Array<{ type: string; subject: string; description: string }>;
+    }
+  ).violations;
 }
 
 describe('queuedOperation', () => {
@@ -53,7 +55,9 @@ describe('queuedOperation', () => {
     expect(op.error).toBeUndefined();
     expect(op.metadata.type_url).toBe(EXECUTE_OPERATION_METADATA_URL);
     expect(op.metadata.type_url).toBe('type.googleapis.com/build.bazel.remote.execution.v2.ExecuteOperationMetadata');
-    const md = T.ExecuteOperationMetadata.toObject(T.ExecuteOperationMetadata.decode(op.metadata.value), { longs: Number });
+    const md = T.ExecuteOperationMetadata.toObject(T.ExecuteOperationMetadata.decode(op.metadata.value), {
+      longs: Number,
+    });
     expect(md).toEqual({ stage: Stage.QUEUED, actionDigest: { hash: ACTION.hash, sizeBytes: ACTION.sizeBytes } });
   });
 });
@@ -61,7 +65,11 @@ describe('queuedOperation', () => {
 describe('finishedOperation for missing store paths', () => {
   const ensurerError = new ProxyError(Code.FAILED_PRECONDITION, 'NIX_PATHS_UNAVAILABLE', 'paths unavailable', {
     violations: [
-      { type: NIX_STORE_PATH_VIOLATION, subject: P.clang, description: 'no substituter has it (tried https://cache.example)' },
+      {
+        type: NIX_STORE_PATH_VIOLATION,
+        subject: P.clang,
+        description: 'no substituter has it (tried https://cache.example)',
+      },
       { type: NIX_STORE_PATH_VIOLATION, subject: P.bash, description: 'signature not trusted' },
     ],
   });
@@ -86,10 +94,16 @@ describe('finishedOperation for missing store paths', () => {
     expect(response.status.message).toContain('nix copy');
     expect(response.message).toBe(response.status.message);
     expect(violationsOf(response.status)).toEqual([
-      { type: 'NIX_STORE_PATH', subject: P.clang, description: 'no substituter has it (tried https://cache.example) (referenced by argument 0)' },
+      {
+        type: 'NIX_STORE_PATH',
+        subject: P.clang,
+        description: 'no substituter has it (tried https://cache.example) (referenced by argument 0)',
+      },
       { type: 'NIX_STORE_PATH', subject: P.bash, description: 'signature not trusted' },
     ]);
-    const md = T.ExecuteOperationMetadata.toObject(T.ExecuteOperationMetadata.decode(op.metadata.value)) as { stage: number };
+    const md = T.ExecuteOperationMetadata.toObject(T.ExecuteOperationMetadata.decode(op.metadata.value)) as {
+      stage: number;
+    };
     expect(md.stage).toBe(Stage.COMPLETED);
   });
 
@@ -99,14 +113,20 @@ describe('finishedOperation for missing store paths', () => {
       subject: `/nix/store/${String(i).padStart(32, '0')}-p${i}`,
       description: 'missing',
     }));
-    const status = missingPathsStatus(new ProxyError(Code.FAILED_PRECONDITION, 'NIX_PATHS_UNAVAILABLE', 'x', { violations: many }), new Map());
+    const status = missingPathsStatus(
+      new ProxyError(Code.FAILED_PRECONDITION, 'NIX_PATHS_UNAVAILABLE', 'x', { violations: many }),
+      new Map(),
+    );
     expect(status.message).toContain('12 Nix store paths');
     expect(status.message).toContain('...and 2 more');
     expect(status.violations).toHaveLength(12);
   });
 
   it('uses the ensurer message when it names no path', () => {
-    const status = missingPathsStatus(new ProxyError(Code.FAILED_PRECONDITION, 'NIX_PATHS_UNAVAILABLE', 'store refused'), new Map());
+    const status = missingPathsStatus(
+      new ProxyError(Code.FAILED_PRECONDITION, 'NIX_PATHS_UNAVAILABLE', 'store refused'),
+      new Map(),
+    );
     expect(status.message).toBe('store refused');
   });
 });
@@ -116,7 +136,11 @@ describe('operationHead', () => {
     ['our queued op', queuedOperation('abc', ACTION), { name: 'abc', done: false }],
     ['a done op', finishedOperation('n', ACTION, { code: 9, message: 'x' }), { name: 'n', done: true }],
     ['an empty message', new Uint8Array(0), { name: '', done: false }],
-    ['unknown fields are skipped', T.Operation.encode({ name: 'u', done: true, error: { code: 2, message: 'e' } }).finish(), { name: 'u', done: true }],
+    [
+      'unknown fields are skipped',
+      T.Operation.encode({ name: 'u', done: true, error: { code: 2, message: 'e' } }).finish(),
+      { name: 'u', done: true },
+    ],
     ['truncated bytes', queuedOperation('abc', ACTION).subarray(0, 3), undefined],
   ])('%s', (_name, bytes, expected) => {
     expect(operationHead(bytes)).toEqual(expected);
@@ -152,11 +176,16 @@ describe('callStatusFor', () => {
     expect(status.message).toBe('blobs missing');
     const decoded = decodeStatus(status.details!);
     expect(decoded.code).toBe(Code.FAILED_PRECONDITION);
-    expect(violationsOf(decoded)).toEqual([{ type: 'MISSING', subject: `blobs/${ACTION.hash}/${ACTION.sizeBytes}`, description: 'not found' }]);
+    expect(violationsOf(decoded)).toEqual([
+      { type: 'MISSING', subject: `blobs/${ACTION.hash}/${ACTION.sizeBytes}`, description: 'not found' },
+    ]);
   });
 
   it('has no details without violations', () => {
-    expect(callStatusFor(new ProxyError(Code.UNAVAILABLE, 'X', 'down'))).toEqual({ code: Code.UNAVAILABLE, message: 'down' });
+    expect(callStatusFor(new ProxyError(Code.UNAVAILABLE, 'X', 'down'))).toEqual({
+      code: Code.UNAVAILABLE,
+      message: 'down',
+    });
   });
 
   it('keeps trailers small: long messages and many violations are cut', () => {
@@ -165,7 +194,9 @@ describe('callStatusFor', () => {
       subject: `blobs/${String(i).padStart(64, '0')}/1`,
       description: 'not found in the CAS',
     }));
-    const status = callStatusFor(new ProxyError(Code.FAILED_PRECONDITION, 'MISSING_BLOBS', 'm'.repeat(10_000), { violations }));
+    const status = callStatusFor(
+      new ProxyError(Code.FAILED_PRECONDITION, 'MISSING_BLOBS', 'm'.repeat(10_000), { violations }),
+    );
     expect(status.message!.length).toBeLessThanOrEqual(2003);
     expect(status.details!.length).toBeLessThanOrEqual(3000 + 600);
     expect(violationsOf(decodeStatus(status.details!)).length).toBeGreaterThan(0);

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../../src/config/config';
 import { DigestFunction, type BlobDigest } from '../../../src/execute/digests';
-import { createActionMemo, prepareAction, type PrepareDeps, type PrepareReport } from '../../../src/execute/prepare-action';
+import {
+  createActionMemo,
+  prepareAction,
+  type PrepareDeps,
+  type PrepareReport,
+} from '../../../src/execute/prepare-action';
 import { createWalkMemo, TreeWalker } from '../../../src/execute/tree-walker';
 import { T } from '../../../src/reapi/protos';
 import type { ClosureEnsurer, EnsureReport } from '../../../src/store/closure-ensurer';
@@ -12,7 +17,16 @@ class RecordingEnsurer implements ClosureEnsurer {
   readonly asked: string[][] = [];
   async ensure(paths: readonly string[]): Promise<EnsureReport> {
     this.asked.push([...paths].sort());
-    return { requested: paths.length, cachedValid: 0, missing: [], realised: [], joined: 0, checkMs: 0, realiseMs: 0, visibleWaitMs: 0 };
+    return {
+      requested: paths.length,
+      cachedValid: 0,
+      missing: [],
+      realised: [],
+      joined: 0,
+      checkMs: 0,
+      realiseMs: 0,
+      visibleWaitMs: 0,
+    };
   }
 }
 

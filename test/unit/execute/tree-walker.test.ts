@@ -87,7 +87,10 @@ describe('TreeWalker: memoisation', () => {
     const tool = cas.file(`exec ${P.clang}/bin/clang`);
     const shared = cas.dir({ files: [{ name: 'tool', digest: tool }] });
     const parents = Array.from({ length: 20 }, (_, i) =>
-      cas.dir({ dirs: [{ name: 'shared', digest: shared }], files: [{ name: `id${i}`, digest: cas.file(`unique file number ${i} with enough text to scan`) }] }),
+      cas.dir({
+        dirs: [{ name: 'shared', digest: shared }],
+        files: [{ name: `id${i}`, digest: cas.file(`unique file number ${i} with enough text to scan`) }],
+      }),
     );
     const root = cas.dir({ dirs: parents.map((digest, i) => ({ name: `p${i}`, digest })) });
     const result = await walker.walk(root, options());
@@ -138,7 +141,12 @@ describe('TreeWalker: memoisation', () => {
     let level = cas.dir({ files: [{ name: 'f', digest: leafFile }] });
     const levels: BlobDigest[] = [level];
     for (let i = 0; i < 60; i++) {
-      level = cas.dir({ dirs: [{ name: 'a', digest: level }, { name: 'b', digest: level }] });
+      level = cas.dir({
+        dirs: [
+          { name: 'a', digest: level },
+          { name: 'b', digest: level },
+        ],
+      });
       levels.push(level);
     }
     const err = await walkError(walker.walk(level, options()));
@@ -154,7 +162,13 @@ describe('TreeWalker: memoisation', () => {
     let level = cas.dir({ files: [{ name: 'f', digest: leafFile }] });
     let expected = 2;
     for (let i = 0; i < 20; i++) {
-      level = cas.dir({ dirs: [{ name: 'a', digest: level }, { name: 'b', digest: level }], files: [{ name: 'g', digest: leafFile }] });
+      level = cas.dir({
+        dirs: [
+          { name: 'a', digest: level },
+          { name: 'b', digest: level },
+        ],
+        files: [{ name: 'g', digest: leafFile }],
+      });
       expected = 1 + 1 + 2 * expected;
     }
     const result = await walker.walk(level, options());
@@ -202,7 +216,12 @@ describe('TreeWalker: limits and errors', () => {
     const { cas, walker, options } = setup({ treeDepth: 4 });
     const sub = cas.dir({ dirs: [{ name: 'x', digest: cas.dir({ dirs: [{ name: 'y', digest: cas.dir({}) }] }) }] }); // height 2
     const deep = cas.dir({ dirs: [{ name: 'd2', digest: cas.dir({ dirs: [{ name: 'sub', digest: sub }] }) }] }); // sub at depth 3
-    const root = cas.dir({ dirs: [{ name: 'sub', digest: sub }, { name: 'd1', digest: deep }] });
+    const root = cas.dir({
+      dirs: [
+        { name: 'sub', digest: sub },
+        { name: 'd1', digest: deep },
+      ],
+    });
     const err = await walkError(walker.walk(root, options()));
     expect(err.message).toContain('limits.treeDepth');
   });
@@ -232,7 +251,12 @@ describe('TreeWalker: limits and errors', () => {
     const { cas, walker, options } = setup({ scanFileBytes: 100 });
     const big = cas.file(`${P.clang} ${'x'.repeat(200)}`);
     const small = cas.file(`uses ${P.bash} here`);
-    const root = cas.dir({ files: [{ name: 'big', digest: big }, { name: 'small', digest: small }] });
+    const root = cas.dir({
+      files: [
+        { name: 'big', digest: big },
+        { name: 'small', digest: small },
+      ],
+    });
     const result = await walker.walk(root, options());
     expect([...result.references.keys()]).toEqual([P.bash]);
     expect(cas.readsOf(big)).toBe(0);
@@ -291,7 +315,9 @@ describe('TreeWalker: limits and errors', () => {
     const root = cas.dir({ dirs: [{ name: 'sub', digest: sub }], files: [{ name: 'gone', digest: absent }] });
     const err = await walkError(walker.walk(root, options()));
     expect(err.code).toBe(Code.FAILED_PRECONDITION);
-    expect(err.violations).toEqual([expect.objectContaining({ type: 'MISSING', subject: `blobs/${digestKey(absent)}` })]);
+    expect(err.violations).toEqual([
+      expect.objectContaining({ type: 'MISSING', subject: `blobs/${digestKey(absent)}` }),
+    ]);
     cas.put(Buffer.from(`not uploaded ${P.bash} with enough text`));
     const result = await walker.walk(root, options());
     expect(new Set(result.references.keys())).toEqual(new Set([P.bash, P.clang]));

@@ -1,7 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
 import pino from 'pino';
 import { DigestFunction } from '../../../src/execute/digests';
-import { announcedDigestFunctions, UpstreamDigestFunctions, type CapabilitiesLike } from '../../../src/execute/upstream-digest-functions';
+import {
+  announcedDigestFunctions,
+  UpstreamDigestFunctions,
+  type CapabilitiesLike,
+} from '../../../src/execute/upstream-digest-functions';
 
 const { SHA256, BLAKE3, SHA1 } = DigestFunction;
 
@@ -14,9 +18,24 @@ function recordingLogger(): { logger: pino.Logger; warnings: string[] } {
 describe('announcedDigestFunctions', () => {
   it.each<[string, CapabilitiesLike, number[]]>([
     ['cache digest_functions', { cacheCapabilities: { digestFunctions: [BLAKE3] } }, [BLAKE3]],
-    ['deprecated execution digest_function added', { cacheCapabilities: { digestFunctions: [BLAKE3] }, executionCapabilities: { digestFunction: SHA256 } }, [BLAKE3, SHA256]],
-    ['execution digest_functions, duplicates dropped', { cacheCapabilities: { digestFunctions: [SHA256] }, executionCapabilities: { digestFunction: SHA256, digestFunctions: [SHA256, SHA1] } }, [SHA256, SHA1]],
-    ['UNKNOWN dropped, nulls tolerated', { cacheCapabilities: { digestFunctions: [0] }, executionCapabilities: null }, []],
+    [
+      'deprecated execution digest_function added',
+      { cacheCapabilities: { digestFunctions: [BLAKE3] }, executionCapabilities: { digestFunction: SHA256 } },
+      [BLAKE3, SHA256],
+    ],
+    [
+      'execution digest_functions, duplicates dropped',
+      {
+        cacheCapabilities: { digestFunctions: [SHA256] },
+        executionCapabilities: { digestFunction: SHA256, digestFunctions: [SHA256, SHA1] },
+      },
+      [SHA256, SHA1],
+    ],
+    [
+      'UNKNOWN dropped, nulls tolerated',
+      { cacheCapabilities: { digestFunctions: [0] }, executionCapabilities: null },
+      [],
+    ],
     ['empty', {}, []],
   ])('%s', (_name, caps, expected) => {
     expect(announcedDigestFunctions(caps)).toEqual(expected);
@@ -25,7 +44,9 @@ describe('announcedDigestFunctions', () => {
 
 describe('UpstreamDigestFunctions', () => {
   it('asks once per instance name, shares concurrent asks, keeps instance names apart', async () => {
-    const fetch = vi.fn(async (instanceName: string) => ({ cacheCapabilities: { digestFunctions: instanceName === 'b3' ? [BLAKE3] : [SHA256] } }));
+    const fetch = vi.fn(async (instanceName: string) => ({
+      cacheCapabilities: { digestFunctions: instanceName === 'b3' ? [BLAKE3] : [SHA256] },
+    }));
     const source = new UpstreamDigestFunctions({ fetch, logger: recordingLogger().logger });
     const [a, b] = await Promise.all([source.announced('b3', {}), source.announced('b3', {})]);
     expect(a).toEqual([BLAKE3]);

@@ -20,7 +20,10 @@ let dir: string;
 /** A logger whose lines the test can read. */
 function recordingLogger() {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const logger = pino(
+    { level: 'info' },
+    { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) },
+  );
   return { logger, lines };
 }
 
@@ -42,7 +45,11 @@ describe('createGcRoots', () => {
     const rootsDir = join(store, 'nix/var/nix/gcroots/nix-reapi-proxy');
     expect(roots.location).toMatchObject({ on: true, dir: rootsDir });
     expect((await stat(join(rootsDir, '.leases'))).isDirectory()).toBe(true);
-    expect(lines.find((l) => l.msg === 'GC roots on')).toMatchObject({ dir: rootsDir, retention: '14d', sweepEvery: 'never' });
+    expect(lines.find((l) => l.msg === 'GC roots on')).toMatchObject({
+      dir: rootsDir,
+      retention: '14d',
+      sweepEvery: 'never',
+    });
     await roots.close();
   });
 
@@ -62,7 +69,9 @@ describe('createGcRoots', () => {
     const mounted = join(dir, 'mounted-gcroots');
     await mkdir(mounted);
     const target = join(mounted, 'proxy');
-    const roots = createGcRoots(config({ sharedStore: 'ssh-ng://builder', gcRootsDir: target }), { logger: recordingLogger().logger });
+    const roots = createGcRoots(config({ sharedStore: 'ssh-ng://builder', gcRootsDir: target }), {
+      logger: recordingLogger().logger,
+    });
     expect(roots.location).toMatchObject({ on: true, dir: target });
     await roots.acquire([storePath('a')]);
     expect(await readdir(target)).toContain(storePath('a').slice(11));
@@ -72,13 +81,19 @@ describe('createGcRoots', () => {
   it('says through nix_reapi_proxy_gc_roots_enabled whether roots are on', async () => {
     const offMetrics = new PrometheusMetrics({ version: 't' });
     expect(await rootsEnabled(offMetrics)).toBe(0);
-    const off = createGcRoots(config({ sharedStore: 'ssh-ng://builder' }), { logger: recordingLogger().logger, metrics: offMetrics });
+    const off = createGcRoots(config({ sharedStore: 'ssh-ng://builder' }), {
+      logger: recordingLogger().logger,
+      metrics: offMetrics,
+    });
     expect(off.location.on).toBe(false);
     expect(await rootsEnabled(offMetrics)).toBe(0);
     const onMetrics = new PrometheusMetrics({ version: 't' });
     const target = join(dir, 'metric-gcroots', 'nix-reapi-proxy');
     await mkdir(join(dir, 'metric-gcroots'));
-    const on = createGcRoots(config({ sharedStore: 'ssh-ng://builder', gcRootsDir: target }), { logger: recordingLogger().logger, metrics: onMetrics });
+    const on = createGcRoots(config({ sharedStore: 'ssh-ng://builder', gcRootsDir: target }), {
+      logger: recordingLogger().logger,
+      metrics: onMetrics,
+    });
     expect(on.location.on).toBe(true);
     expect(await rootsEnabled(onMetrics)).toBe(1);
     await on.close();
@@ -96,10 +111,31 @@ describe('createGcRoots', () => {
 
 describe('rootTimings', () => {
   it.each([
-    [{ rootTouchIntervalMs: 3_600_000, rootRetentionMs: 14 * 86_400_000, validityTtlMs: 300_000 }, { touchIntervalMs: 3_600_000, lingerMs: 300_000 }],
-    [{ rootTouchIntervalMs: 3_600_000, rootRetentionMs: 7_200_000, validityTtlMs: 1 }, { touchIntervalMs: 1_800_000, lingerMs: 60_000, touchClampedFrom: 3_600_000 }],
-    [{ rootTouchIntervalMs: 3_600_000, rootRetentionMs: 0, validityTtlMs: 900_000 }, { touchIntervalMs: 3_600_000, lingerMs: 900_000 }],
+    [
+      { rootTouchIntervalMs: 3_600_000, rootRetentionMs: 14 * 86_400_000, validityTtlMs: 300_000 },
+      { touchIntervalMs: 3_600_000, lingerMs: 300_000 },
+    ],
+    [
+      { rootTouchIntervalMs: 3_600_000, rootRetentionMs: 7_200_000, validityTtlMs: 1 },
+      { touchIntervalMs: 1_800_000, lingerMs: 60_000, touchClampedFrom: 3_600_000 },
+    ],
+    [
+      { rootTouchIntervalMs: 3_600_000, rootRetentionMs: 0, validityTtlMs: 900_000 },
+      { touchIntervalMs: 3_600_000, lingerMs: 900_000 },
+    ],
   ])('%j -> %j', (c, expected) => {
-    expect(rootTimings({ rootTouchIntervalMs: c.rootTouchIntervalMs, rootRetentionMs: c.rootRetentionMs, cache: { memoEntries: 1, treeMemoBytes: 1024, actionMemoBytes: 1024, validityBytes: 1024, validityTtlMs: c.validityTtlMs } })).toEqual(expected);
+    expect(
+      rootTimings({
+        rootTouchIntervalMs: c.rootTouchIntervalMs,
+        rootRetentionMs: c.rootRetentionMs,
+        cache: {
+          memoEntries: 1,
+          treeMemoBytes: 1024,
+          actionMemoBytes: 1024,
+          validityBytes: 1024,
+          validityTtlMs: c.validityTtlMs,
+        },
+      }),
+    ).toEqual(expected);
   });
 });

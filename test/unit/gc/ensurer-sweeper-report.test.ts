@@ -29,7 +29,16 @@ class CountingLeases implements PathLeases {
   }
 }
 
-const REPORT: EnsureReport = { requested: 1, cachedValid: 0, missing: [], realised: [], joined: 0, checkMs: 0, realiseMs: 0, visibleWaitMs: 0 };
+const REPORT: EnsureReport = {
+  requested: 1,
+  cachedValid: 0,
+  missing: [],
+  realised: [],
+  joined: 0,
+  checkMs: 0,
+  realiseMs: 0,
+  visibleWaitMs: 0,
+};
 
 describe('RootingEnsurer', () => {
   it('holds the paths while the inner ensure runs and releases them after', async () => {
@@ -56,14 +65,18 @@ describe('RootingEnsurer', () => {
 
   it('does not ensure when rooting fails', async () => {
     let called = false;
-    const failing: PathLeases = { acquire: () => Promise.reject(new ProxyError(Code.UNAVAILABLE, 'GC_ROOTS_UNAVAILABLE', 'x')) };
+    const failing: PathLeases = {
+      acquire: () => Promise.reject(new ProxyError(Code.UNAVAILABLE, 'GC_ROOTS_UNAVAILABLE', 'x')),
+    };
     const inner: ClosureEnsurer = {
       ensure: async () => {
         called = true;
         return REPORT;
       },
     };
-    await expect(new RootingEnsurer(inner, failing).ensure([A], new AbortController().signal)).rejects.toMatchObject({ reason: 'GC_ROOTS_UNAVAILABLE' });
+    await expect(new RootingEnsurer(inner, failing).ensure([A], new AbortController().signal)).rejects.toMatchObject({
+      reason: 'GC_ROOTS_UNAVAILABLE',
+    });
     expect(called).toBe(false);
   });
 });
@@ -130,7 +143,12 @@ describe('RootSweeper', () => {
 describe('formatPruneReport', () => {
   it('says what was dropped, kept, the sizes and what the GC freed', () => {
     const text = formatPruneReport(
-      report({ budgetBytes: 2 * 1024 ** 3, keptForLeases: 1, gc: { pathsDeleted: 7, bytesFreed: 1536 }, restored: [storePath('b')] }),
+      report({
+        budgetBytes: 2 * 1024 ** 3,
+        keptForLeases: 1,
+        gc: { pathsDeleted: 7, bytesFreed: 1536 },
+        restored: [storePath('b')],
+      }),
       30 * DAY,
     );
     expect(text).toContain('GC roots of /srv/nix in /srv/nix/nix/var/nix/gcroots/nix-reapi-proxy\n');

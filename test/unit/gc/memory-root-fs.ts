@@ -6,9 +6,13 @@
 import { dirname } from 'node:path';
 import type { FileStat, RootFs } from '../../../src/gc/root-fs';
 
-type Node = { kind: 'dir'; mtimeMs: number } | { kind: 'link'; target: string; mtimeMs: number } | { kind: 'file'; data: string; mtimeMs: number };
+type Node =
+  | { kind: 'dir'; mtimeMs: number }
+  | { kind: 'link'; target: string; mtimeMs: number }
+  | { kind: 'file'; data: string; mtimeMs: number };
 
-export type Op = 'symlink' | 'lstat' | 'lutimes' | 'readlink' | 'readdir' | 'readFile' | 'writeFile' | 'rename' | 'unlink' | 'mkdirp';
+export type Op =
+  'symlink' | 'lstat' | 'lutimes' | 'readlink' | 'readdir' | 'readFile' | 'writeFile' | 'rename' | 'unlink' | 'mkdirp';
 
 function fsErr(code: string, path: string): Error {
   return Object.assign(new Error(`${code}: ${path}`), { code });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { isDeletingLine, parseGcSummary } from '../../../src/gc/gc-output';
-import { decodeLease, encodeLease, leaseIsLive, MAX_LEASE_TTL_MS, replicaId, REPLICA_ID_RE } from '../../../src/gc/lease-file';
+import {
+  decodeLease,
+  encodeLease,
+  leaseIsLive,
+  MAX_LEASE_TTL_MS,
+  replicaId,
+  REPLICA_ID_RE,
+} from '../../../src/gc/lease-file';
 import { parsePathInfoJson, type PathInfoMap } from '../../../src/gc/path-info-json';
 import { isOwnRoot, storePathOfEntry } from '../../../src/gc/root-entries';
 import { rootLocation } from '../../../src/gc/root-location';
@@ -81,7 +88,9 @@ describe('lease files', () => {
   });
 
   it('skips malformed paths and caps the ttl', () => {
-    const d = decodeLease(JSON.stringify({ format: 'nix-reapi-proxy-lease/1', ...lease, ttlMs: 1e15, paths: [A, '/etc/x', 5, B] }));
+    const d = decodeLease(
+      JSON.stringify({ format: 'nix-reapi-proxy-lease/1', ...lease, ttlMs: 1e15, paths: [A, '/etc/x', 5, B] }),
+    );
     expect(d).toMatchObject({ ok: true, skippedPaths: 2, lease: { paths: [A, B], ttlMs: MAX_LEASE_TTL_MS } });
   });
 
@@ -96,7 +105,12 @@ describe('lease files', () => {
   });
 
   it('makes file-safe replica ids', () => {
-    for (const [host, random] of [['build-01.example.com', 'a1b2'], ['../../etc', 'x/y'], ['', ''], ['-x', 'zz']] as const) {
+    for (const [host, random] of [
+      ['build-01.example.com', 'a1b2'],
+      ['../../etc', 'x/y'],
+      ['', ''],
+      ['-x', 'zz'],
+    ] as const) {
       expect(replicaId(host, 42, random)).toMatch(REPLICA_ID_RE);
     }
   });

@@ -62,7 +62,15 @@ describe('ClosureUnion', () => {
 });
 
 describe('planPrune', () => {
-  const cases: Array<{ name: string; in: PlanInput; dropped: Array<[string, string]>; before: number; after: number; over?: number; keptForLeases?: number }> = [
+  const cases: Array<{
+    name: string;
+    in: PlanInput;
+    dropped: Array<[string, string]>;
+    before: number;
+    after: number;
+    over?: number;
+    keptForLeases?: number;
+  }> = [
     {
       name: 'no rules: nothing dropped',
       in: input([used(P.cc, 30), used(P.jq, 1)]),
@@ -73,7 +81,10 @@ describe('planPrune', () => {
     {
       name: 'retention drops roots unused for at least unusedForMs',
       in: input([used(P.cc, 30), used(P.python, 14), used(P.jq, 13.9)], { unusedForMs: 14 * DAY }),
-      dropped: [[P.cc, 'unused'], [P.python, 'unused']],
+      dropped: [
+        [P.cc, 'unused'],
+        [P.python, 'unused'],
+      ],
       before: 1650,
       after: 50,
     },
@@ -126,7 +137,10 @@ describe('planPrune', () => {
     {
       name: 'budget: an older small root goes even if it would fit (strict LRU)',
       in: input([used(P.jq, 3), used(P.python, 2), used(P.cc, 1)], { budgetBytes: 1360 }),
-      dropped: [[P.jq, 'over-budget'], [P.python, 'over-budget']],
+      dropped: [
+        [P.jq, 'over-budget'],
+        [P.python, 'over-budget'],
+      ],
       before: 1650,
       after: 1300,
     },
@@ -141,7 +155,10 @@ describe('planPrune', () => {
     {
       name: 'budget after retention: the budget applies to what retention kept',
       in: input([used(P.cc, 20), used(P.python, 2), used(P.jq, 1)], { unusedForMs: 14 * DAY, budgetBytes: 1000 }),
-      dropped: [[P.cc, 'unused'], [P.python, 'over-budget']],
+      dropped: [
+        [P.cc, 'unused'],
+        [P.python, 'over-budget'],
+      ],
       before: 1650,
       after: 50,
     },
@@ -179,15 +196,31 @@ describe('planPrune', () => {
     fc.assert(
       fc.property(arb, (w) => {
         const info = new Map<string, PathInfo>(
-          paths.map((p, i) => [p, { narSize: w.sizes[i]!, references: w.refs[i]!.filter((j) => j > i).map((j) => paths[j]!) }]),
+          paths.map((p, i) => [
+            p,
+            { narSize: w.sizes[i]!, references: w.refs[i]!.filter((j) => j > i).map((j) => paths[j]!) },
+          ]),
         );
         const roots = w.rootIdx.map((i) => ({ path: paths[i]!, lastUsedMs: NOW - w.ages[i]! * DAY }));
         const leased = new Set(w.leasedIdx.map((i) => paths[i]!));
-        const plan = planPrune({ roots, leased, valid: new Set(paths), info, nowMs: NOW, notValidGraceMs: DAY, budgetBytes: w.budget });
+        const plan = planPrune({
+          roots,
+          leased,
+          valid: new Set(paths),
+          info,
+          nowMs: NOW,
+          notValidGraceMs: DAY,
+          budgetBytes: w.budget,
+        });
         const dropped = new Set(plan.drops.map((d) => d.path));
         for (const p of leased) expect(dropped.has(p)).toBe(false);
         const kept = roots.filter((r) => !dropped.has(r.path));
-        expect(plan.rootedBytesAfter).toBe(unionNarBytes(kept.map((r) => r.path), info));
+        expect(plan.rootedBytesAfter).toBe(
+          unionNarBytes(
+            kept.map((r) => r.path),
+            info,
+          ),
+        );
         if (plan.overBudgetBytes === 0) expect(plan.rootedBytesAfter).toBeLessThanOrEqual(w.budget);
         // Every dropped root was used no later than every kept unleased root.
         for (const d of plan.drops) {

@@ -20,18 +20,32 @@ import { FakeCas } from '../execute/fixtures';
  */
 
 const storePathArb = fc
-  .tuple(fc.string({ unit: fc.constantFrom(...NIXBASE32_ALPHABET), minLength: 32, maxLength: 32 }), fc.constantFrom('gcc', 'bash-5.2', 'x', 'py3.11'))
+  .tuple(
+    fc.string({ unit: fc.constantFrom(...NIXBASE32_ALPHABET), minLength: 32, maxLength: 32 }),
+    fc.constantFrom('gcc', 'bash-5.2', 'x', 'py3.11'),
+  )
   .map(([h, n]) => `/nix/store/${h}-${n}`);
 /** Text that often holds store paths, sub-paths and near-misses. */
 const textArb = fc
-  .array(fc.oneof(storePathArb, storePathArb.map((p) => `${p}/bin/x`), fc.constantFrom('/nix/store/', ' ', ';', '\n', '$(', '..'), fc.string({ maxLength: 6 })), { maxLength: 5 })
+  .array(
+    fc.oneof(
+      storePathArb,
+      storePathArb.map((p) => `${p}/bin/x`),
+      fc.constantFrom('/nix/store/', ' ', ';', '\n', '$(', '..'),
+      fc.string({ maxLength: 6 }),
+    ),
+    { maxLength: 5 },
+  )
   .map((parts) => parts.join(''));
 
 describe('digests', () => {
   it('a client digest is either valid (lower-case hex, safe non-negative size) or INVALID_ARGUMENT', () => {
     fc.assert(
       fc.property(
-        fc.oneof(fc.string({ maxLength: 130 }), fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF/.'), minLength: 60, maxLength: 70 })),
+        fc.oneof(
+          fc.string({ maxLength: 130 }),
+          fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF/.'), minLength: 60, maxLength: 70 }),
+        ),
         fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 25 }), fc.constant(null), fc.bigInt().map(String)),
         fc.constantFrom(0, 1, 2, 3, 5, 6, 8, 9, 42),
         (hash, sizeBytes, fn) => {
@@ -68,7 +82,12 @@ describe('Action and Command references', () => {
   it('finds exactly the store paths in arguments, environment values, working directory and platform properties, within the limit', () => {
     fc.assert(
       fc.property(
-        fc.record({ arguments: fc.array(textArb, { maxLength: 5 }), environmentVariables: fc.array(propArb, { maxLength: 3 }), workingDirectory: fc.option(textArb), platform: fc.record({ properties: fc.array(propArb, { maxLength: 3 }) }) }),
+        fc.record({
+          arguments: fc.array(textArb, { maxLength: 5 }),
+          environmentVariables: fc.array(propArb, { maxLength: 3 }),
+          workingDirectory: fc.option(textArb),
+          platform: fc.record({ properties: fc.array(propArb, { maxLength: 3 }) }),
+        }),
         fc.record({ platform: fc.option(fc.record({ properties: fc.array(propArb, { maxLength: 3 }) })) }),
         fc.integer({ min: 1, max: 12 }),
         (command, action, max) => {
@@ -107,7 +126,10 @@ interface TreeSpec {
 function treeArb(depth: number): fc.Arbitrary<TreeSpec> {
   return fc.record({
     files: fc.array(fc.record({ name: textArb, content: fc.oneof(textArb, fc.constant('')) }), { maxLength: 3 }),
-    dirs: depth === 0 ? fc.constant([]) : fc.array(fc.record({ name: fc.string({ maxLength: 4 }), child: treeArb(depth - 1) }), { maxLength: 2 }),
+    dirs:
+      depth === 0
+        ? fc.constant([])
+        : fc.array(fc.record({ name: fc.string({ maxLength: 4 }), child: treeArb(depth - 1) }), { maxLength: 2 }),
     symlinks: fc.array(fc.record({ name: fc.string({ maxLength: 4 }), target: textArb }), { maxLength: 2 }),
   });
 }
@@ -156,29 +178,39 @@ const LIMITS: TreeWalkLimits = {
 describe('input tree walk', () => {
   it('finds what the naive recursive reading finds, counts the same nodes, and refuses exactly the trees over the limits', async () => {
     await fc.assert(
-      fc.asyncProperty(treeArb(4), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 4 }), fc.boolean(), async (tree, treeNodes, treeDepth, warm) => {
-        const cas = new FakeCas();
-        const root = store(cas, tree);
-        const walker = new TreeWalker(createWalkMemo(1000));
-        const expected = oracle(tree);
-        const options = { fetch: cas.fetch, digestFunction: DigestFunction.SHA256, signal: new AbortController().signal };
-        const limits = { ...LIMITS, treeNodes, treeDepth };
-        // A first walk fills the memo (when it succeeds): the second, served from it, must judge the same.
-        if (warm) await walker.walk(root, { ...options, limits }).catch(() => undefined);
-        const over = expected.nodes > treeNodes || expected.height > treeDepth;
-        try {
-          const result = await walker.walk(root, { ...options, limits });
-          expect(over).toBe(false);
-          expect(new Set(result.references.keys())).toEqual(expected.paths);
-          expect(result.nodes).toBe(expected.nodes);
-          expect(result.height).toBe(expected.height);
-        } catch (err) {
-          if (!(err instanceof ProxyError)) throw err;
-          expect(over).toBe(true);
-          expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
-          expect(['TREE_TOO_LARGE', 'TREE_TOO_DEEP']).toContain(err.reason);
-        }
-      }),
+      fc.asyncProperty(
+        treeArb(4),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.boolean(),
+        async (tree, treeNodes, treeDepth, warm) => {
+          const cas = new FakeCas();
+          const root = store(cas, tree);
+          const walker = new TreeWalker(createWalkMemo(1000));
+          const expected = oracle(tree);
+          const options = {
+            fetch: cas.fetch,
+            digestFunction: DigestFunction.SHA256,
+            signal: new AbortController().signal,
+          };
+          const limits = { ...LIMITS, treeNodes, treeDepth };
+          // A first walk fills the memo (when it succeeds): the second, served from it, must judge the same.
+          if (warm) await walker.walk(root, { ...options, limits }).catch(() => undefined);
+          const over = expected.nodes > treeNodes || expected.height > treeDepth;
+          try {
+            const result = await walker.walk(root, { ...options, limits });
+            expect(over).toBe(false);
+            expect(new Set(result.references.keys())).toEqual(expected.paths);
+            expect(result.nodes).toBe(expected.nodes);
+            expect(result.height).toBe(expected.height);
+          } catch (err) {
+            if (!(err instanceof ProxyError)) throw err;
+            expect(over).toBe(true);
+            expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
+            expect(['TREE_TOO_LARGE', 'TREE_TOO_DEEP']).toContain(err.reason);
+          }
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -189,7 +221,12 @@ describe('input tree walk', () => {
         const cas = new FakeCas();
         const root = cas.put(bytes);
         try {
-          await new TreeWalker(createWalkMemo(10)).walk(root, { fetch: cas.fetch, digestFunction: DigestFunction.SHA256, signal: new AbortController().signal, limits: LIMITS });
+          await new TreeWalker(createWalkMemo(10)).walk(root, {
+            fetch: cas.fetch,
+            digestFunction: DigestFunction.SHA256,
+            signal: new AbortController().signal,
+            limits: LIMITS,
+          });
         } catch (err) {
           expect(err).toBeInstanceOf(ProxyError);
           expect([Code.INVALID_ARGUMENT, Code.FAILED_PRECONDITION]).toContain((err as ProxyError).code);
@@ -204,7 +241,9 @@ describe('upstream Operation heads and forwarded metadata', () => {
   it('reads name and done of any Operation, and nothing from bytes that are not one', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 60 }), fc.boolean(), fc.uint8Array({ maxLength: 40 }), (name, done, junk) => {
-        const bytes = Buffer.from(T.Operation.encode({ name, done, metadata: { type_url: 'x', value: junk } }).finish());
+        const bytes = Buffer.from(
+          T.Operation.encode({ name, done, metadata: { type_url: 'x', value: junk } }).finish(),
+        );
         expect(operationHead(bytes)).toEqual({ name, done });
         const head = operationHead(junk);
         if (head !== undefined) expect(typeof head.name).toBe('string');
@@ -213,14 +252,35 @@ describe('upstream Operation heads and forwarded metadata', () => {
   });
 
   it('never passes on pseudo-headers, grpc- headers or transport headers, whatever the client sent', () => {
-    const keyArb = fc.oneof(fc.constantFrom(':path', 'grpc-timeout', 'GRPC-Encoding', 'te', 'content-type', 'user-agent', 'authorization', 'x-bin', 'requestmetadata-bin'), fc.string({ maxLength: 10 }));
+    const keyArb = fc.oneof(
+      fc.constantFrom(
+        ':path',
+        'grpc-timeout',
+        'GRPC-Encoding',
+        'te',
+        'content-type',
+        'user-agent',
+        'authorization',
+        'x-bin',
+        'requestmetadata-bin',
+      ),
+      fc.string({ maxLength: 10 }),
+    );
     fc.assert(
-      fc.property(fc.dictionary(keyArb, fc.oneof(fc.string({ maxLength: 20 }), fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }))), (metadata) => {
-        for (const [key, value] of forwardableMetadata(metadata)) {
-          expect(key.startsWith(':') || key.startsWith('grpc-') || ['te', 'content-type', 'user-agent'].includes(key)).toBe(false);
-          if (key.endsWith('-bin')) expect(Buffer.isBuffer(value)).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.dictionary(
+          keyArb,
+          fc.oneof(fc.string({ maxLength: 20 }), fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 })),
+        ),
+        (metadata) => {
+          for (const [key, value] of forwardableMetadata(metadata)) {
+            expect(
+              key.startsWith(':') || key.startsWith('grpc-') || ['te', 'content-type', 'user-agent'].includes(key),
+            ).toBe(false);
+            if (key.endsWith('-bin')) expect(Buffer.isBuffer(value)).toBe(true);
+          }
+        },
+      ),
     );
   });
 });

@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { findStorePaths, scanStorePaths } from '../../../src/nix/reference-scanner';
-import { MAX_NAME_LENGTH, NIXBASE32_ALPHABET, STORE_PREFIX, isStorePath, parseStorePath, storePathOf } from '../../../src/nix/store-path';
+import {
+  MAX_NAME_LENGTH,
+  NIXBASE32_ALPHABET,
+  STORE_PREFIX,
+  isStorePath,
+  parseStorePath,
+  storePathOf,
+} from '../../../src/nix/store-path';
 
 /**
  * Properties of the store-path parser and the reference scanner over
@@ -18,10 +25,44 @@ interface CorpusCase {
   paths: string[];
 }
 
-const CORPUS = (JSON.parse(readFileSync(join(__dirname, '..', '..', 'corpus', 'hostile', 'store-path-strings.json'), 'utf8')) as { cases: CorpusCase[] }).cases;
+const CORPUS = (
+  JSON.parse(readFileSync(join(__dirname, '..', '..', 'corpus', 'hostile', 'store-path-strings.json'), 'utf8')) as {
+    cases: CorpusCase[];
+  }
+).cases;
 
 const NAME_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-._?=';
-const SHELL_AND_PATH_SPECIALS = [';', '$', '(', ')', '`', '|', '&', '<', '>', '\n', '\r', '\0', ' ', '\t', '"', "'", '\\', '/', '*', '%', '!', '#', '{', '}', '[', ']', '~', '^', ','];
+const SHELL_AND_PATH_SPECIALS = [
+  ';',
+  '$',
+  '(',
+  ')',
+  '`',
+  '|',
+  '&',
+  '<',
+  '>',
+  '\n',
+  '\r',
+  '\0',
+  ' ',
+  '\t',
+  '"',
+  "'",
+  '\\',
+  '/',
+  '*',
+  '%',
+  '!',
+  '#',
+  '{',
+  '}',
+  '[',
+  ']',
+  '~',
+  '^',
+  ',',
+];
 
 const hashArb = fc.string({ unit: fc.constantFrom(...NIXBASE32_ALPHABET), minLength: 32, maxLength: 32 });
 const nameArb = fc
@@ -67,11 +108,16 @@ describe('store-path parser', () => {
 
   it('refuses a well-formed path with any character outside the name alphabet put anywhere in its name', () => {
     fc.assert(
-      fc.property(storePathArb, fc.constantFrom(...SHELL_AND_PATH_SPECIALS, '\u00e9', '\u200b', '\ufffd'), fc.nat(), (path, bad, at) => {
-        const nameStart = STORE_PREFIX.length + 33;
-        const pos = nameStart + (at % (path.length - nameStart + 1));
-        expect(parseStorePath(path.slice(0, pos) + bad + path.slice(pos))).toBeUndefined();
-      }),
+      fc.property(
+        storePathArb,
+        fc.constantFrom(...SHELL_AND_PATH_SPECIALS, '\u00e9', '\u200b', '\ufffd'),
+        fc.nat(),
+        (path, bad, at) => {
+          const nameStart = STORE_PREFIX.length + 33;
+          const pos = nameStart + (at % (path.length - nameStart + 1));
+          expect(parseStorePath(path.slice(0, pos) + bad + path.slice(pos))).toBeUndefined();
+        },
+      ),
     );
   });
 
@@ -114,10 +160,19 @@ describe('reference scanner', () => {
 
   it('finds exactly what the oracle finds on arbitrary bytes seeded with prefixes', () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.uint8Array({ maxLength: 16 }), fc.constant(Buffer.from(STORE_PREFIX)), storePathArb.map((p) => Buffer.from(p)))), (parts) => {
-        const bytes = Buffer.concat(parts);
-        expect(new Set(findStorePaths(bytes))).toEqual(oracle(bytes));
-      }),
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.uint8Array({ maxLength: 16 }),
+            fc.constant(Buffer.from(STORE_PREFIX)),
+            storePathArb.map((p) => Buffer.from(p)),
+          ),
+        ),
+        (parts) => {
+          const bytes = Buffer.concat(parts);
+          expect(new Set(findStorePaths(bytes))).toEqual(oracle(bytes));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -144,9 +199,15 @@ describe('reference scanner', () => {
 
   it('finds an embedded path whatever surrounds it, when a non-name character follows it', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 20 }), storePathArb, fc.constantFrom(...SHELL_AND_PATH_SPECIALS), fc.string({ unit: 'binary', maxLength: 20 }), (before, path, stop, after) => {
-        expect(findStorePaths(`${before}${path}${stop}${after}`)).toContain(path);
-      }),
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 20 }),
+        storePathArb,
+        fc.constantFrom(...SHELL_AND_PATH_SPECIALS),
+        fc.string({ unit: 'binary', maxLength: 20 }),
+        (before, path, stop, after) => {
+          expect(findStorePaths(`${before}${path}${stop}${after}`)).toContain(path);
+        },
+      ),
     );
   });
 

@@ -19,9 +19,11 @@ import { nestedGroups } from '../../corpus/hostile/generate';
  * a clear error, on any input, without buffering what a header announces.
  */
 
-const BAD_MESSAGES = (JSON.parse(readFileSync(join(__dirname, '..', '..', 'corpus', 'hostile', 'protobuf-messages.json'), 'utf8')) as {
-  cases: Array<{ name: string; hex: string }>;
-}).cases;
+const BAD_MESSAGES = (
+  JSON.parse(readFileSync(join(__dirname, '..', '..', 'corpus', 'hostile', 'protobuf-messages.json'), 'utf8')) as {
+    cases: Array<{ name: string; hex: string }>;
+  }
+).cases;
 
 const bytesArb = fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a));
 
@@ -39,7 +41,10 @@ function chunked(buf: Buffer, cuts: number[]): Buffer[] {
 }
 
 // Messages protobufjs itself encodes: the strict check must accept every one.
-const digestArb = fc.record({ hash: fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 }), sizeBytes: fc.nat() });
+const digestArb = fc.record({
+  hash: fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 }),
+  sizeBytes: fc.nat(),
+});
 const textArb = fc.string({ unit: 'binary', maxLength: 20 });
 const propertyArb = fc.record({ name: textArb, value: textArb });
 const commandArb = fc.record(
@@ -81,12 +86,16 @@ const capabilitiesArb = fc.record({
     },
     { requiredKeys: [] },
   ),
-  executionCapabilities: fc.record({ digestFunction: fc.integer({ min: 0, max: 9 }), execEnabled: fc.boolean() }, { requiredKeys: [] }),
+  executionCapabilities: fc.record(
+    { digestFunction: fc.integer({ min: 0, max: 9 }), execEnabled: fc.boolean() },
+    { requiredKeys: [] },
+  ),
   lowApiVersion: fc.record({ major: fc.nat(3), minor: fc.nat(9) }),
   highApiVersion: fc.record({ major: fc.nat(3), minor: fc.nat(9) }),
 });
 
-const encode = (type: keyof typeof T, value: object): Buffer => Buffer.from(T[type].encode(T[type].fromObject(value)).finish());
+const encode = (type: keyof typeof T, value: object): Buffer =>
+  Buffer.from(T[type].encode(T[type].fromObject(value)).finish());
 
 describe('gRPC framing', () => {
   it('gives back the same messages however the byte stream is cut', () => {
@@ -132,15 +141,23 @@ describe('gRPC framing', () => {
 
   it('decompresses within the limit or fails INVALID_ARGUMENT / UNIMPLEMENTED, never beyond it', () => {
     fc.assert(
-      fc.property(fc.oneof(bytesArb, bytesArb.map((b) => gzipSync(b))), fc.constantFrom('gzip', 'deflate', 'snappy', undefined), fc.nat({ max: 400 }), (payload, encoding, max) => {
-        try {
-          const out = framePayload({ compressed: true, payload }, encoding, max);
-          expect(out.length).toBeLessThanOrEqual(max);
-        } catch (err) {
-          expect(err).toBeInstanceOf(ProxyError);
-          expect([Code.INVALID_ARGUMENT, Code.UNIMPLEMENTED]).toContain((err as ProxyError).code);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          bytesArb,
+          bytesArb.map((b) => gzipSync(b)),
+        ),
+        fc.constantFrom('gzip', 'deflate', 'snappy', undefined),
+        fc.nat({ max: 400 }),
+        (payload, encoding, max) => {
+          try {
+            const out = framePayload({ compressed: true, payload }, encoding, max);
+            expect(out.length).toBeLessThanOrEqual(max);
+          } catch (err) {
+            expect(err).toBeInstanceOf(ProxyError);
+            expect([Code.INVALID_ARGUMENT, Code.UNIMPLEMENTED]).toContain((err as ProxyError).code);
+          }
+        },
+      ),
     );
   });
 
@@ -217,16 +234,23 @@ describe('strict wire-form check', () => {
 
   it('on arbitrary bytes never throws; what it accepts protobufjs decodes', () => {
     fc.assert(
-      fc.property(bytesArb, fc.constantFrom('Command', 'Action', 'Directory', 'ExecuteRequest') as fc.Arbitrary<'Command'>, (buf, type) => {
-        if (wireFormProblem(T[type], buf) === undefined) expect(() => T[type].decode(buf)).not.toThrow();
-      }),
+      fc.property(
+        bytesArb,
+        fc.constantFrom('Command', 'Action', 'Directory', 'ExecuteRequest') as fc.Arbitrary<'Command'>,
+        (buf, type) => {
+          if (wireFormProblem(T[type], buf) === undefined) expect(() => T[type].decode(buf)).not.toThrow();
+        },
+      ),
       { numRuns: 3000 },
     );
   });
 
-  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))('hostile corpus: %s is refused as an Action with a reason', (_name, hex) => {
-    expect(wireFormProblem(T.Action, Buffer.from(hex, 'hex'))).toMatch(/^Action/);
-  });
+  it.each(BAD_MESSAGES.map((c) => [c.name, c.hex]))(
+    'hostile corpus: %s is refused as an Action with a reason',
+    (_name, hex) => {
+      expect(wireFormProblem(T.Action, Buffer.from(hex, 'hex'))).toMatch(/^Action/);
+    },
+  );
 
   it('refuses a million nested group starts without recursing', () => {
     expect(wireFormProblem(T.Directory, nestedGroups(1_000_000))).toMatch(/group/);
@@ -247,10 +271,16 @@ describe('Capabilities clamp', () => {
       fc.property(capabilitiesArb, fc.integer({ min: 1024, max: 2 ** 31 - 1 }), (caps, limit) => {
         const input = encode('ServerCapabilities', caps);
         const output = clampMaxBatchSize(input, limit);
-        const before = T.ServerCapabilities.toObject(T.ServerCapabilities.decode(input), { longs: Number, defaults: true }) as {
+        const before = T.ServerCapabilities.toObject(T.ServerCapabilities.decode(input), {
+          longs: Number,
+          defaults: true,
+        }) as {
           cacheCapabilities?: { maxBatchTotalSizeBytes: number };
         };
-        const after = T.ServerCapabilities.toObject(T.ServerCapabilities.decode(output), { longs: Number, defaults: true }) as typeof before;
+        const after = T.ServerCapabilities.toObject(T.ServerCapabilities.decode(output), {
+          longs: Number,
+          defaults: true,
+        }) as typeof before;
         const current = before.cacheCapabilities?.maxBatchTotalSizeBytes ?? 0;
         if (before.cacheCapabilities === undefined) {
           expect(output).toBe(input);

@@ -4,7 +4,11 @@ import { methodLabels } from '../../../src/metrics/grpc-method-labels';
 describe('methodLabels', () => {
   it.each([
     ['/build.bazel.remote.execution.v2.Execution/Execute', 'build.bazel.remote.execution.v2.Execution', 'Execute'],
-    ['/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs', 'build.bazel.remote.execution.v2.ContentAddressableStorage', 'FindMissingBlobs'],
+    [
+      '/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs',
+      'build.bazel.remote.execution.v2.ContentAddressableStorage',
+      'FindMissingBlobs',
+    ],
     ['/google.bytestream.ByteStream/Write', 'google.bytestream.ByteStream', 'Write'],
     ['/google.longrunning.Operations/WaitOperation', 'google.longrunning.Operations', 'WaitOperation'],
     ['/grpc.health.v1.Health/Check', 'grpc.health.v1.Health', 'Check'],

@@ -21,7 +21,10 @@ const clock = (step: number) => {
   return () => (t += step);
 };
 
-const P = (n: number) => `/nix/store/${String(n).padStart(32, 'a').replace(/[eotu]/g, 'a')}-p${n}`;
+const P = (n: number) =>
+  `/nix/store/${String(n)
+    .padStart(32, 'a')
+    .replace(/[eotu]/g, 'a')}-p${n}`;
 const source: PathSource = { url: 'file:///cache', provides: async (p) => new Set(p) };
 const signal = new AbortController().signal;
 
@@ -84,19 +87,47 @@ describe('MeteredRealiser', () => {
 
   it.each([
     ['none joined', [[P(1), { ok: true, joined: false }]], []],
-    ['two joined, one own', [[P(1), { ok: true, joined: true }], [P(2), { ok: true, joined: true }], [P(3), { ok: true, joined: false }]], [['singleFlightJoined', [2]]]],
-    ['a failed path is no join', [[P(1), { ok: false, transient: true, why: 'x' }], [P(2), { ok: true, joined: true }]], [['singleFlightJoined', [1]]]],
-  ] as Array<[string, Array<[string, PathOutcome]>, Array<[string, unknown[]]>]>)('counts joins: %s', async (_what, outcomes, expected) => {
-    const { metrics, calls } = recorder();
-    const result = await new MeteredRealiser(realiser(outcomes), metrics).realise(outcomes.map(([p]) => p), signal);
-    expect([...result]).toEqual(outcomes);
-    expect(calls).toEqual(expected);
-  });
+    [
+      'two joined, one own',
+      [
+        [P(1), { ok: true, joined: true }],
+        [P(2), { ok: true, joined: true }],
+        [P(3), { ok: true, joined: false }],
+      ],
+      [['singleFlightJoined', [2]]],
+    ],
+    [
+      'a failed path is no join',
+      [
+        [P(1), { ok: false, transient: true, why: 'x' }],
+        [P(2), { ok: true, joined: true }],
+      ],
+      [['singleFlightJoined', [1]]],
+    ],
+  ] as Array<[string, Array<[string, PathOutcome]>, Array<[string, unknown[]]>]>)(
+    'counts joins: %s',
+    async (_what, outcomes, expected) => {
+      const { metrics, calls } = recorder();
+      const result = await new MeteredRealiser(realiser(outcomes), metrics).realise(
+        outcomes.map(([p]) => p),
+        signal,
+      );
+      expect([...result]).toEqual(outcomes);
+      expect(calls).toEqual(expected);
+    },
+  );
 });
 
 describe('MeteredClosureEnsurer', () => {
   const report = (requested: number, cachedValid: number): EnsureReport => ({
-    requested, cachedValid, missing: [], realised: [], joined: 0, checkMs: 0, realiseMs: 0, visibleWaitMs: 0,
+    requested,
+    cachedValid,
+    missing: [],
+    realised: [],
+    joined: 0,
+    checkMs: 0,
+    realiseMs: 0,
+    visibleWaitMs: 0,
   });
 
   it('reports cache hits and misses of each ensure', async () => {
@@ -109,7 +140,9 @@ describe('MeteredClosureEnsurer', () => {
   it('reports nothing for a failed ensure and passes the error on', async () => {
     const { metrics, calls } = recorder();
     const boom = new Error('unavailable');
-    await expect(new MeteredClosureEnsurer({ ensure: async () => Promise.reject(boom) }, metrics).ensure([P(1)], signal)).rejects.toBe(boom);
+    await expect(
+      new MeteredClosureEnsurer({ ensure: async () => Promise.reject(boom) }, metrics).ensure([P(1)], signal),
+    ).rejects.toBe(boom);
     expect(calls).toEqual([]);
   });
 });

@@ -38,7 +38,12 @@ describe('PrometheusMetrics', () => {
 
   it('records an Execute preparation: steps, references, missing and realised paths', async () => {
     const m = fresh();
-    m.executePrepared({ steps: { read: 10, check: 40, realise: 2000, total: 2050 }, references: 12, missing: 3, realised: 3 });
+    m.executePrepared({
+      steps: { read: 10, check: 40, realise: 2000, total: 2050 },
+      references: 12,
+      missing: 3,
+      realised: 3,
+    });
     m.executePrepared({ steps: { read: 5, check: 0, total: 5 }, references: 12, missing: 0, realised: 0 });
     const s = await samplesOf(m);
     expect(valueOf(s, `${P}execute_prepared_total`)).toBe(2);

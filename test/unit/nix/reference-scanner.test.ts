@@ -43,7 +43,11 @@ describe('findStorePaths', () => {
   });
 
   it('scans binary buffers', () => {
-    const bin = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0xff]), Buffer.from(`${P1}/lib\0`), Buffer.alloc(100, 0xfe)]);
+    const bin = Buffer.concat([
+      Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0xff]),
+      Buffer.from(`${P1}/lib\0`),
+      Buffer.alloc(100, 0xfe),
+    ]);
     expect(findStorePaths(bin)).toEqual([P1]);
   });
 

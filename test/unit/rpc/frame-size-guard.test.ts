@@ -33,7 +33,13 @@ describe('FrameSizeGuard', () => {
     { name: 'prefix split byte by byte', frames: [200], limit: 100, cuts: [1, 2, 3, 4], expected: 200 },
     { name: 'second frame too large, same chunk', frames: [10, 300], limit: 100, cuts: [], expected: 300 },
     { name: 'second frame prefix split across chunks', frames: [10, 300], limit: 100, cuts: [17], expected: 300 },
-    { name: 'many small frames, chunks mid-payload', frames: [50, 50, 50, 0, 50], limit: 100, cuts: [7, 60, 111, 170], expected: -1 },
+    {
+      name: 'many small frames, chunks mid-payload',
+      frames: [50, 50, 50, 0, 50],
+      limit: 100,
+      cuts: [7, 60, 111, 170],
+      expected: -1,
+    },
     { name: 'empty frames', frames: [0, 0, 0], limit: 0, cuts: [2, 5, 9], expected: -1 },
   ];
   for (const c of cases) {

@@ -55,7 +55,11 @@ describe('BoundedChecks', () => {
     store.invalid.add(b!).add(d!);
     const first = checks.findInvalid([a!], live());
     await store.reached(1);
-    const waiting = [checks.findInvalid([b!, c!], live()), checks.findInvalid([c!, d!], live()), checks.findInvalid([b!], live())];
+    const waiting = [
+      checks.findInvalid([b!, c!], live()),
+      checks.findInvalid([c!, d!], live()),
+      checks.findInvalid([b!], live()),
+    ];
     store.checks[0]!.release();
     await store.reached(2);
     expect([...store.checks[1]!.paths].sort()).toEqual([b, c, d].sort());
@@ -110,7 +114,8 @@ describe('BoundedChecks', () => {
     store.checks[0]!.release();
     await store.reached(2);
     store.checks[1]!.release(new ProxyError(Code.UNAVAILABLE, 'STORE_UNAVAILABLE', 'store down'));
-    for (const r of await Promise.all(waiting.map((w) => w.catch((e: unknown) => e)))) expect(r).toMatchObject({ code: Code.UNAVAILABLE });
+    for (const r of await Promise.all(waiting.map((w) => w.catch((e: unknown) => e))))
+      expect(r).toMatchObject({ code: Code.UNAVAILABLE });
     const later = checks.findInvalid([d!], live());
     await store.reached(3);
     store.checks[2]!.release();
@@ -121,7 +126,9 @@ describe('BoundedChecks', () => {
     const store = new HeldStore();
     const quitter = new AbortController();
     quitter.abort();
-    await expect(new BoundedChecks(store, 1).findInvalid([a!], quitter.signal)).rejects.toMatchObject({ code: Code.CANCELLED });
+    await expect(new BoundedChecks(store, 1).findInvalid([a!], quitter.signal)).rejects.toMatchObject({
+      code: Code.CANCELLED,
+    });
     expect(store.checks).toHaveLength(0);
   });
 });

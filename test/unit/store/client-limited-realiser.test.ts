@@ -20,7 +20,11 @@ class GatedRealiser implements Realiser {
   }
 }
 
-function setup(limits: { concurrentRealisations?: number; realisedBytesPerHour?: number }, bytesPerPath = 100, estimatePerPath?: number) {
+function setup(
+  limits: { concurrentRealisations?: number; realisedBytesPerHour?: number },
+  bytesPerPath = 100,
+  estimatePerPath?: number,
+) {
   const inner = new GatedRealiser();
   let now = 1_000_000;
   const measured: string[][] = [];
@@ -31,11 +35,14 @@ function setup(limits: { concurrentRealisations?: number; realisedBytesPerHour?:
       measured.push([...paths]);
       return paths.length * bytesPerPath;
     },
-    ...(estimatePerPath !== undefined ? { estimate: async (paths: readonly string[]) => paths.length * estimatePerPath } : {}),
+    ...(estimatePerPath !== undefined
+      ? { estimate: async (paths: readonly string[]) => paths.length * estimatePerPath }
+      : {}),
     logger: testLogger(),
     now: () => now,
   });
-  const as = (client: string | undefined, paths: string[]) => runAsClient(client, () => realiser.realise(paths, new AbortController().signal));
+  const as = (client: string | undefined, paths: string[]) =>
+    runAsClient(client, () => realiser.realise(paths, new AbortController().signal));
   const settleNext = async () => {
     await new Promise((r) => setImmediate(r));
     inner.gates.shift()!();
@@ -82,7 +89,9 @@ describe('per-client limits on realisations', () => {
     await second;
     const err = await refusal(as('alice', [P(4)]));
     expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
-    expect(err.message).toMatch(/client 'alice' had 300 bytes .* in the last hour.*limits\.clientRealisedBytesPerHour = 250/);
+    expect(err.message).toMatch(
+      /client 'alice' had 300 bytes .* in the last hour.*limits\.clientRealisedBytesPerHour = 250/,
+    );
     const bob = as('bob', [P(4)]);
     await settleNext();
     await bob;
@@ -104,17 +113,36 @@ describe('per-client limits on realisations', () => {
 
 describe('bytes registered since', () => {
   it.each([
-    ['Nix 2.8 arrays', JSON.stringify([{ path: P(1), narSize: 10, registrationTime: 100 }, { path: P(2), narSize: 20, registrationTime: 99 }]), [[P(1), 10]]],
+    [
+      'Nix 2.8 arrays',
+      JSON.stringify([
+        { path: P(1), narSize: 10, registrationTime: 100 },
+        { path: P(2), narSize: 20, registrationTime: 99 },
+      ]),
+      [[P(1), 10]],
+    ],
     ['newer maps', JSON.stringify({ [P(1)]: { narSize: 10, registrationTime: 101 }, [P(2)]: null }), [[P(1), 10]]],
-    ['malformed entries skipped', JSON.stringify([{ path: 'x', narSize: 1, registrationTime: 200 }, { path: P(3), narSize: -1, registrationTime: 200 }]), []],
+    [
+      'malformed entries skipped',
+      JSON.stringify([
+        { path: 'x', narSize: 1, registrationTime: 200 },
+        { path: P(3), narSize: -1, registrationTime: 200 },
+      ]),
+      [],
+    ],
   ])('%s', (_name, json, expected) => {
     expect([...bytesRegisteredSince(json, 100)]).toEqual(expected);
   });
 
-  it('reserves each realisation\'s closure size before it starts: of 20 concurrent 1 MB realisations under 1 MB an hour, 1 runs and 19 are refused', async () => {
+  it("reserves each realisation's closure size before it starts: of 20 concurrent 1 MB realisations under 1 MB an hour, 1 runs and 19 are refused", async () => {
     const MB = 1_000_000;
     const { as, inner } = setup({ realisedBytesPerHour: MB }, MB, MB);
-    const calls = Array.from({ length: 20 }, (_, i) => as('alice', [P(100 + i)]).then(() => 'ran', (e: ProxyError) => e));
+    const calls = Array.from({ length: 20 }, (_, i) =>
+      as('alice', [P(100 + i)]).then(
+        () => 'ran',
+        (e: ProxyError) => e,
+      ),
+    );
     await new Promise((r) => setTimeout(r, 10));
     expect(inner.gates).toHaveLength(1);
     inner.gates.shift()!();

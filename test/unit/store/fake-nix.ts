@@ -52,19 +52,34 @@ export class FakeNix implements NixRunner {
   }
 
   checks(store?: string): NixInvocation[] {
-    return this.calls.filter((c) => c.args.includes('--check-validity') && (store === undefined || c.args[1] === store));
+    return this.calls.filter(
+      (c) => c.args.includes('--check-validity') && (store === undefined || c.args[1] === store),
+    );
   }
 
   async run(inv: NixInvocation, signal: AbortSignal): Promise<NixOutcome> {
     this.calls.push(inv);
-    const done = (exitCode: number, stdout = '', stderr = ''): NixOutcome => ({ exitCode, signal: null, stdout, stderr, ms: 1 });
+    const done = (exitCode: number, stdout = '', stderr = ''): NixOutcome => ({
+      exitCode,
+      signal: null,
+      stdout,
+      stderr,
+      ms: 1,
+    });
     const paths = inv.args.filter((a) => a.startsWith('/nix/store/'));
     if (inv.program === 'nix-store' && inv.args.includes('--check-validity')) {
       const url = inv.args[1]!;
       await Promise.resolve();
-      if (this.unreachable.has(url)) return done(1, '', `error: cannot open connection to remote store '${url}': error: unexpected end-of-file`);
+      if (this.unreachable.has(url))
+        return done(1, '', `error: cannot open connection to remote store '${url}': error: unexpected end-of-file`);
       const s = this.store(url);
-      return done(0, paths.filter((p) => !s.has(p)).map((p) => p + '\n').join(''));
+      return done(
+        0,
+        paths
+          .filter((p) => !s.has(p))
+          .map((p) => p + '\n')
+          .join(''),
+      );
     }
     if (inv.program === 'nix' && inv.args[0] === 'copy') {
       const from = inv.args[inv.args.indexOf('--from') + 1]!;
@@ -73,10 +88,13 @@ export class FakeNix implements NixRunner {
       if (signal.aborted) throw new Error('fake nix: aborted');
       const injected = this.copyFailures.shift();
       if (injected !== undefined) return done(1, '', injected);
-      if (this.unreachable.has(from)) return done(1, '', `error: cannot open connection to remote store '${from}': error: unexpected end-of-file`);
+      if (this.unreachable.has(from))
+        return done(1, '', `error: cannot open connection to remote store '${from}': error: unexpected end-of-file`);
       const src = this.store(from);
       const all = new Set(paths.flatMap((p) => this.closure(p)));
-      for (const p of paths) if (!src.has(p)) return done(1, '', `error: path '${p}' is required, but there is no substituter that can build it`);
+      for (const p of paths)
+        if (!src.has(p))
+          return done(1, '', `error: path '${p}' is required, but there is no substituter that can build it`);
       for (const p of all) if (!src.has(p)) return done(1, '', `error: path '${p}' is not valid`);
       const dst = this.store(to);
       for (const p of all) dst.add(p);

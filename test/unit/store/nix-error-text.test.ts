@@ -13,9 +13,17 @@ describe('classifyCopyFailure', () => {
     ['unsigned', `error: cannot add path '${P}' because it lacks a valid signature`, 'path'],
     ['hash mismatch', `error: hash mismatch importing path '${P}';\n  specified: sha256:x\n  got: sha256:y`, 'path'],
     ['concurrent-copy bug', "error: not an absolute path: 'nix-archive-1'", 'transient'],
-    ['destination unreachable', "ssh: connect to host store port 22: Connection refused\nerror: cannot open connection to remote store 'ssh-ng://store': error: unexpected end-of-file", 'destination'],
+    [
+      'destination unreachable',
+      "ssh: connect to host store port 22: Connection refused\nerror: cannot open connection to remote store 'ssh-ng://store': error: unexpected end-of-file",
+      'destination',
+    ],
     ['source unreachable', "error: cannot open connection to remote store 'file:///srv/cache/': x", 'source'],
-    ['http source down', "error: unable to download 'https://cache.example.com/abc.narinfo': Couldn't resolve host name (6)", 'source'],
+    [
+      'http source down',
+      "error: unable to download 'https://cache.example.com/abc.narinfo': Couldn't resolve host name (6)",
+      'source',
+    ],
     ['disk full', `error: writing to file: No space left on device`, 'destination'],
     ['read-only store', `error: creating directory '/srv/x/nix/store/y': Read-only file system`, 'destination'],
     ['unknown', 'error: something unexpected', 'transient'],
@@ -27,8 +35,16 @@ describe('classifyCopyFailure', () => {
 
 describe('nixErrorSummary', () => {
   it.each<[string, string, string]>([
-    ['keeps error lines, drops progress', `copying 2 paths...\ncopying path '${P}' from 'x'...\nerror: path '${P}' is not valid\n`, `error: path '${P}' is not valid`],
-    ['keeps ssh complaints', 'ssh: connect to host 127.0.0.1 port 22: Connection refused\r\nerror: cannot open connection', 'ssh: connect to host 127.0.0.1 port 22: Connection refused / error: cannot open connection'],
+    [
+      'keeps error lines, drops progress',
+      `copying 2 paths...\ncopying path '${P}' from 'x'...\nerror: path '${P}' is not valid\n`,
+      `error: path '${P}' is not valid`,
+    ],
+    [
+      'keeps ssh complaints',
+      'ssh: connect to host 127.0.0.1 port 22: Connection refused\r\nerror: cannot open connection',
+      'ssh: connect to host 127.0.0.1 port 22: Connection refused / error: cannot open connection',
+    ],
     ['strips colours', '\u001b[31;1merror:\u001b[0m boom', 'error: boom'],
     ['falls back to the last line', 'something\nstrange happened', 'strange happened'],
     ['de-duplicates', 'error: x\nerror: x', 'error: x'],

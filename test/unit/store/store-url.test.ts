@@ -10,7 +10,10 @@ describe('parseSharedStoreUrl', () => {
     ['/mnt/nfs/store_1.x', { kind: 'chroot', localDir: '/mnt/nfs/store_1.x' }],
     ['local', { kind: 'local', params: {} }],
     ['local?root=/srv/x', { kind: 'local', localDir: '/srv/x', params: { root: '/srv/x' } }],
-    ['local?store=/nix/store&state=/srv/state&real=/srv/real', { kind: 'local', params: { store: '/nix/store', state: '/srv/state', real: '/srv/real' } }],
+    [
+      'local?store=/nix/store&state=/srv/state&real=/srv/real',
+      { kind: 'local', params: { store: '/nix/store', state: '/srv/state', real: '/srv/real' } },
+    ],
     ['daemon', { kind: 'daemon' }],
     ['daemon?max-connections=4', { kind: 'daemon', params: { 'max-connections': '4' } }],
     ['unix:///run/nix/daemon-socket/socket', { kind: 'daemon' }],
@@ -19,7 +22,10 @@ describe('parseSharedStoreUrl', () => {
     ['ssh-ng://127.0.0.1', { kind: 'ssh-ng', host: '127.0.0.1' }],
     ['ssh-ng://host?remote-store=/srv/shared', { kind: 'ssh-ng', params: { 'remote-store': '/srv/shared' } }],
     ['ssh-ng://host?remote-store=%2Fsrv%2Fshared', { kind: 'ssh-ng', params: { 'remote-store': '/srv/shared' } }],
-    ['ssh://host?ssh-key=/etc/proxy/id_ed25519&compress=true', { kind: 'ssh', params: { 'ssh-key': '/etc/proxy/id_ed25519', compress: 'true' } }],
+    [
+      'ssh://host?ssh-key=/etc/proxy/id_ed25519&compress=true',
+      { kind: 'ssh', params: { 'ssh-key': '/etc/proxy/id_ed25519', compress: 'true' } },
+    ],
   ])('accepts %s', (input, expected) => {
     const r = parseSharedStoreUrl(input);
     expect(r).toMatchObject({ ok: true, store: { url: input, ...expected } });
